@@ -1,0 +1,162 @@
+"""Evaluate a reward model like a classifier: held-out accuracy by difficulty, aspect and source, calibration,
+and the article's bars (easy comparisons >= 90 %; an alarm when hard comparisons fall below 60 %)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from rewardlens.data.records import PreferencePair
+from rewardlens.rewards.base import RewardModel, Scores
+
+BUCKETS = ("easy", "medium", "hard")
+
+
+@dataclass(frozen=True)
+class Bars:
+    """The accuracy a healthy reward model keeps; below ``hard`` it no longer gives useful signal."""
+
+    easy: float = 0.90
+    hard: float = 0.60
+
+
+def difficulty_from_votes(pair: PreferencePair) -> str | None:
+    """Derive a bucket from annotator agreement when a record has no difficulty: unanimous-ish is easy."""
+    agreement = pair.agreement
+    if agreement is None:
+        return None
+    if agreement >= 0.9:
+        return "easy"
+    if agreement >= 0.7:
+        return "medium"
+    return "hard"
+
+
+def expected_calibration_error(margins: torch.Tensor, n_bins: int = 10) -> float:
+    """Top-label ECE of P(chosen wins) = sigmoid(r_chosen - r_rejected) (Guo et al. 2017):
+    sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|, confidence = max(p, 1 - p) binned over [0.5, 1]."""
+    if margins.numel() == 0:
+        return float("nan")
+    p = torch.sigmoid(margins.double())
+    confidence = torch.maximum(p, 1 - p)
+    correct = (margins > 0).double() + 0.5 * (margins == 0).double()
+    bins = torch.clamp(((confidence - 0.5) * 2 * n_bins).long(), max=n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            ece += mask.double().mean().item() * abs(correct[mask].mean().item() - confidence[mask].mean().item())
+    return ece
+
+
+def _accuracy(margins: torch.Tensor) -> float:
+    """Fraction of pairs ranked right; an exact tie counts half."""
+    return ((margins > 0).double() + 0.5 * (margins == 0).double()).mean().item()
+
+
+@dataclass
+class PairScores:
+    chosen: Scores
+    rejected: Scores
+
+    @property
+    def margins(self) -> torch.Tensor:
+        return self.chosen.reward - self.rejected.reward
+
+
+def score_pairs(rm: RewardModel, pairs: Sequence[PreferencePair]) -> PairScores:
+    prompts = [p.prompt for p in pairs]
+    return PairScores(chosen=rm.score(prompts, [p.chosen for p in pairs]),
+                      rejected=rm.score(prompts, [p.rejected for p in pairs]))
+
+
+@dataclass
+class EvalReport:
+    n: int
+    accuracy: float
+    ece: float
+    mean_margin: float
+    by_difficulty: dict[str, dict] = field(default_factory=dict)
+    by_aspect: dict[str, dict] = field(default_factory=dict)
+    by_source: dict[str, dict] = field(default_factory=dict)
+    bars: dict[str, dict] = field(default_factory=dict)
+    difficulty_origin: str = "record"
+
+    @property
+    def passed(self) -> bool:
+        return all(b["passed"] is not False for b in self.bars.values())
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "accuracy": self.accuracy, "ece": self.ece, "mean_margin": self.mean_margin,
+                "by_difficulty": self.by_difficulty, "by_aspect": self.by_aspect, "by_source": self.by_source,
+                "bars": self.bars, "difficulty_origin": self.difficulty_origin, "passed": self.passed}
+
+
+def evaluate(rm: RewardModel, pairs: Sequence[PreferencePair], bars: Bars = Bars(),
+             scores: PairScores | None = None) -> EvalReport:
+    """Score every pair and report accuracy overall, per difficulty bucket, per aspect and per source."""
+    if not pairs:
+        raise ValueError("no pairs to evaluate")
+    scores = scores or score_pairs(rm, pairs)
+    margins = scores.margins
+    report = EvalReport(n=len(pairs), accuracy=_accuracy(margins), ece=expected_calibration_error(margins),
+                        mean_margin=margins.mean().item())
+
+    buckets = [p.difficulty for p in pairs]
+    if all(b is None for b in buckets):
+        buckets = [difficulty_from_votes(p) for p in pairs]
+        report.difficulty_origin = "votes"
+    for name in BUCKETS:
+        idx = [i for i, b in enumerate(buckets) if b == name]
+        if idx:
+            m = margins[idx]
+            report.by_difficulty[name] = {"n": len(idx), "accuracy": _accuracy(m),
+                                          "ece": expected_calibration_error(m)}
+
+    for source in sorted({p.source or "-" for p in pairs}):
+        idx = [i for i, p in enumerate(pairs) if (p.source or "-") == source]
+        report.by_source[source] = {"n": len(idx), "accuracy": _accuracy(margins[idx])}
+
+    if scores.chosen.aspects:
+        for aspect in scores.chosen.aspects:
+            # Pairs whose label says one side is better on this aspect; the label's side is the "chosen" one.
+            idx, sign = [], []
+            for i, p in enumerate(pairs):
+                label = (p.aspects or {}).get(aspect)
+                if label is not None and label != 0.5:
+                    idx.append(i)
+                    sign.append(1.0 if label > 0.5 else -1.0)
+            if idx:
+                m = (scores.chosen.aspects[aspect][idx] - scores.rejected.aspects[aspect][idx]) * torch.tensor(sign)
+                report.by_aspect[aspect] = {"n": len(idx), "accuracy": _accuracy(m)}
+
+    for name, bar in (("easy", bars.easy), ("hard", bars.hard)):
+        got = report.by_difficulty.get(name, {}).get("accuracy")
+        report.bars[name] = {"bar": bar, "accuracy": got, "passed": None if got is None else got >= bar}
+    return report
+
+
+def format_report(report: EvalReport, title: str = "") -> str:
+    """A readable table."""
+    def pct(x: float | None) -> str:
+        return "   -  " if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:5.1f}%"
+
+    lines = [title] if title else []
+    lines.append(f"{'slice':<22}{'n':>7}  {'accuracy':>8}")
+    lines.append(f"{'overall':<22}{report.n:>7}  {pct(report.accuracy):>8}")
+    for name, row in report.by_difficulty.items():
+        lines.append(f"{'difficulty=' + name:<22}{row['n']:>7}  {pct(row['accuracy']):>8}")
+    for name, row in report.by_aspect.items():
+        lines.append(f"{'aspect=' + name:<22}{row['n']:>7}  {pct(row['accuracy']):>8}")
+    if len(report.by_source) > 1:
+        for name, row in report.by_source.items():
+            lines.append(f"{'source=' + name:<22}{row['n']:>7}  {pct(row['accuracy']):>8}")
+    lines.append(f"calibration: ECE {report.ece:.3f}   mean margin {report.mean_margin:+.3f}"
+                 + ("   (difficulty derived from vote agreement)" if report.difficulty_origin == "votes" else ""))
+    for name, bar in report.bars.items():
+        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[bar["passed"]]
+        lines.append(f"bar {name:<5} >= {pct(bar['bar']).strip():>6}: {verdict}  ({pct(bar['accuracy']).strip()})")
+    return "\n".join(lines)

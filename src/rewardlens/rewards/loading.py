@@ -1,0 +1,23 @@
+"""Load any reward source by name: a saved reward-model folder (or hub name), an ensemble folder, or the
+lab's gold reward (``lab-gold``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rewardlens.errors import InputError
+from rewardlens.rewards.base import RewardModel
+
+
+def load_reward_model(spec: str, device: str | None = None, batch_size: int = 64) -> RewardModel:
+    if spec in ("lab-gold", "gold"):
+        from rewardlens.lab.gold import GoldReward
+        return GoldReward(strict=False)
+    path = Path(spec)
+    if (path / "ensemble.json").is_file():
+        from rewardlens.rewards.ensemble import EnsembleRewardModel
+        return EnsembleRewardModel.from_pretrained(path, device=device, batch_size=batch_size)
+    if not path.exists() and (spec.startswith((".", "/")) or spec.count("/") > 1):
+        raise InputError("reward model folder not found", path=spec)
+    from rewardlens.rewards.hf import HFRewardModel
+    return HFRewardModel.from_pretrained(spec, device=device, batch_size=batch_size)
