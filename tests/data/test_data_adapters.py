@@ -101,6 +101,15 @@ def test_hh_rlhf_corner_cases_are_skipped_and_counted():
     assert pairs[0].prompt == "Intro\n\nHuman: hi\n\nAssistant:" and not skipped
 
 
+def test_hh_rlhf_from_a_datasets_folder_with_column_mapping(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_list([{"good": _t("hi", "a"), "bad": _t("hi", "b")},
+                                {"good": _t("yo", "c"), "bad": _t("yo", "c")}]).save_to_disk(str(tmp_path / "hh"))
+    pairs, skipped = load_hh_rlhf(tmp_path / "hh", prompt_format="text", columns={"chosen": "good", "rejected": "bad"})
+    assert [(p.id, p.prompt, p.chosen, p.rejected) for p in pairs] == [("hh:1", "\n\nHuman: hi\n\nAssistant:", "a", "b")]
+    assert skipped == Counter({"identical_responses": 1})
+
+
 def test_hh_rlhf_malformed_record_is_an_error(tmp_path, capsys):
     src = tmp_path / "hh.jsonl"
     src.write_text(json.dumps({"chosen": _t("hi", "a"), "rejected": _t("hi", "b")}) + "\n"

@@ -88,6 +88,10 @@ def test_cli_split_writes_both_files(tmp_path, capsys):
     assert main(["data", "split", "--kind", "demonstrations", "--input", str(tmp_path / "d.jsonl"),
                  "--out-dir", str(tmp_path / "ds")]) == 0
     assert len(load_demonstrations(tmp_path / "ds" / "heldout.jsonl")) == 5
+    capsys.readouterr()
+    assert main(["data", "validate", "--kind", "demonstrations", str(tmp_path / "d.jsonl")]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'd.jsonl'}: 45 valid demonstrations, 9 distinct prompts\n" \
+                                      "  sources: unset 45\n"
 
     assert main(["data", "split", "--input", str(tmp_path / "p.jsonl"), "--out-dir", str(tmp_path / "bad"),
                  "--heldout-fraction", "2"]) == 2
