@@ -60,11 +60,16 @@ class _Skip(Exception):
 
 
 def _common_prefix_length(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    # Binary search on slice equality: log(n) comparisons done in C, not n steps of a Python loop
+    # (the full hh-rlhf set is 160k transcripts).
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def split_hh_transcripts(chosen: str, rejected: str) -> tuple[str, str, str]:
