@@ -44,6 +44,11 @@ def test_config_errors_name_file_line_field(tmp_path):
         load_config(_Cfg, path)
 
 
+def test_config_missing_required_names_the_flag(tmp_path):
+    with pytest.raises(InputError, match=r"^missing required option --data \(or set it in --config\)$"):
+        load_config(_Cfg, None, {"lr": 1})
+
+
 def test_jsonl_roundtrip_and_errors(tmp_path):
     path = tmp_path / "a.jsonl"
     assert write_jsonl_atomic(path, [{"a": 1}, {"b": "é"}]) == 2

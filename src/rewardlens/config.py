@@ -136,10 +136,13 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[st
             values[key] = _coerce(value, hints[key], key)
         except (ValueError, json.JSONDecodeError) as e:
             raise InputError(f"--{key.replace('_', '-')}: {e}") from None
-    try:
-        cfg = cls(**values)
-    except TypeError as e:  # a required field is missing
-        raise InputError(f"{cls.__name__}: {e}") from None
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+        raise InputError(f"missing required option{'s' if len(missing) > 1 else ''} {flags}"
+                         + (" (or set it in --config)" if path is None else ""), path=path)
+    cfg = cls(**values)
     validate = getattr(cfg, "validate", None)
     if callable(validate):
         try:
