@@ -1,0 +1,106 @@
+"""Load Hugging Face models and tokenizers from a folder or a hub name, with errors a user can act on."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from rewardlens.errors import InputError
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report and progress bars (a fresh reward head is *meant* to be missing)."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def check_model_source(name: str | os.PathLike, field: str = "model") -> str:
+    """A local folder must exist and hold a ``config.json``; anything else is taken as a hub name."""
+    name = str(name)
+    path = Path(name).expanduser()
+    # "org/name" and "name" are hub names; anything else that looks like a path must be a local folder.
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        if not path.is_dir():
+            raise InputError("model folder not found", path=name, field=field)
+        if not (path / "config.json").is_file():
+            raise InputError("not a Hugging Face model folder (no config.json)", path=name, field=field)
+        return str(path)
+    return name
+
+
+def _load(loader, name: str, field: str, **kwargs):
+    source = check_model_source(name, field)
+    try:
+        with quiet_transformers():
+            return loader.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as e:  # hub name unknown or offline, unsupported architecture
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot load: {first}", path=name, field=field) from None
+
+
+def load_tokenizer(name: str | os.PathLike, field: str = "model"):
+    from transformers import AutoTokenizer
+
+    return _load(AutoTokenizer, str(name), field)
+
+
+def load_causal_lm(name: str | os.PathLike, field: str = "model", **kwargs):
+    from transformers import AutoModelForCausalLM
+
+    return _load(AutoModelForCausalLM, str(name), field, **kwargs)
+
+
+def load_sequence_classifier(name: str | os.PathLike, num_labels: int | None = None, field: str = "model",
+                             **kwargs):
+    """``AutoModelForSequenceClassification``: a reward folder as saved, or any backbone with a new head.
+
+    With ``num_labels`` a head of that width is created when the checkpoint has none (a causal LM or an
+    encoder folder). Loaded in float32 unless ``dtype`` says otherwise, as reward heads train best in it.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    if num_labels is not None:
+        kwargs["num_labels"] = num_labels
+    kwargs.setdefault("dtype", torch.float32)
+    return _load(AutoModelForSequenceClassification, str(name), field, **kwargs)
+
+
+def is_decoder_only(config) -> bool:
+    """True for causal decoders (Llama, Qwen, GPT-2, ...), False for encoders such as BERT.
+
+    In a decoder, a right-padded token never influences an earlier one, so a right-padded batch needs no
+    attention mask: the kernel can take its causal fast path.
+    """
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+    )
+
+    kind = getattr(config, "model_type", "")
+    return (kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+            and kind not in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+            and kind != "xlnet")  # XLNet's classifier attends both ways
+
+
+def reward_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                  decoder_only: bool) -> torch.Tensor:
+    """[B, num_labels] rewards of a right-padded batch from a sequence-classification model."""
+    if decoder_only:
+        # The head pools the last non-pad token (config.pad_token_id); no mask and no KV cache needed.
+        return model(input_ids=input_ids, use_cache=False).logits
+    return model(input_ids=input_ids, attention_mask=attention_mask).logits

@@ -1,0 +1,98 @@
+"""Config dataclasses of the training recipes (no torch here, so the CLI builds its parser quickly).
+
+A YAML file given with ``--config`` maps one-to-one onto these fields; flags override it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(kw_only=True)
+class LoopConfig:
+    """Options every training recipe shares; a recipe's config dataclass extends this one."""
+
+    seed: int = field(default=0, metadata={"help": "seed for initialisation and batch order"})
+    epochs: int = field(default=1, metadata={"help": "passes over the data (when max_steps is 0)"})
+    max_steps: int = field(default=0, metadata={"help": "optimizer steps to run; 0 = as many as epochs give"})
+    batch_size: int = field(default=16, metadata={"help": "examples per micro-batch on each process"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay on matrices (not norms, biases)"})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps with linear warm-up"})
+    schedule: Literal["cosine", "linear", "constant"] = field(
+        default="cosine", metadata={"help": "learning-rate decay after warm-up"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "clip the gradient norm to this; 0 = no clipping"})
+    bucket: bool = field(default=True, metadata={
+        "help": "group examples of similar length into batches (less padding; batch order stays random)"})
+    save_every: int = field(default=100, metadata={"help": "checkpoint every N steps (and at the end); 0 = only at the end"})
+    keep_checkpoints: int = field(default=1, metadata={"help": "how many recent checkpoints to keep"})
+    log_every: int = field(default=10, metadata={"help": "bring metrics to the CPU every N steps (each step still gets a line)"})
+    resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in the output folder"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    cpu: bool = field(default=False, metadata={"help": "train on the CPU even when a GPU is present"})
+    mixed_precision: Literal["no", "bf16", "fp16"] = field(default="no", metadata={"help": "autocast precision"})
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_steps", "save_every", "weight_decay", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass(kw_only=True)
+class RewardTrainConfig(LoopConfig):
+    """``rewardlens rm train``: train a reward model on preference pairs."""
+
+    model: str = field(metadata={"help": "HF model folder or hub name (causal LM, encoder or reward model)"})
+    data: str = field(metadata={"help": "training pairs (JSONL of PreferencePair)"})
+    out: str = field(metadata={"help": "output folder: the reward model, metrics.jsonl, checkpoints/"})
+    eval_data: str | None = field(default=None, metadata={"help": "held-out pairs: accuracy at the end (and every eval_every steps)"})
+    eval_every: int = field(default=0, metadata={"help": "evaluate on eval_data every N steps; 0 = only at the end"})
+    loss: Literal["bt", "margin", "soft", "multi"] = field(default="bt", metadata={
+        "help": "bt: -log σ(Δ); margin: -log σ(Δ - m) with each pair's margin; soft: cross-entropy against the "
+                "vote fraction; multi: one output per aspect, soft BT on per-aspect labels"})
+    aspects: list[str] = field(default_factory=list, metadata={
+        "help": "multi: aspect names, in output order (default: every aspect in the data, sorted)"})
+    aspect_weights: dict[str, float] = field(default_factory=dict, metadata={
+        "help": "multi: weights of the combined reward, e.g. '{\"accuracy\": 0.7, \"safety\": 0.3}' (default: equal)"})
+    center_coef: float = field(default=0.0, metadata={
+        "help": "reward centering coefficient, adds coef·(r_c + r_r)² (Eisenstein et al. 2023); 0 = off"})
+    max_length: int = field(default=512, metadata={"help": "tokens per (prompt, response); longer ones keep their end"})
+    lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+        if self.center_coef < 0:
+            raise ValueError(f"center_coef must not be negative, got {self.center_coef}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must not be negative, got {self.eval_every}")
+        if self.loss != "multi" and (self.aspects or self.aspect_weights):
+            raise ValueError("aspects and aspect_weights apply to loss 'multi' only")
+
+
+@dataclass(kw_only=True)
+class SFTConfig(LoopConfig):
+    """``rewardlens sft``: fine-tune a causal LM on demonstrations."""
+
+    model: str = field(metadata={"help": "HF causal LM folder or hub name (e.g. from `rewardlens model init`)"})
+    data: str = field(metadata={"help": "demonstrations (JSONL of Demonstration: prompt, response)"})
+    out: str = field(metadata={"help": "output folder: the model, metrics.jsonl, checkpoints/"})
+    max_length: int = field(default=512, metadata={"help": "tokens per (prompt, response); longer ones keep their end"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW); ~1e-5 for pretrained models"})
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+
+

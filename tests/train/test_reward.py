@@ -1,0 +1,151 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rewardlens.cli import main
+from rewardlens.data.io import load_pairs
+from rewardlens.errors import InputError
+from rewardlens.rewards.hf import HFRewardModel
+from rewardlens.train.reward import RewardTrainConfig, train_reward_model
+
+
+def _cfg(lang, out, **kw):
+    base = dict(model=str(lang["model"]), data=str(lang["train"]), out=str(out), lr=2e-3, batch_size=16,
+                progress=False, save_every=0)
+    return RewardTrainConfig(**{**base, **kw})
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(lang, tmp_path_factory):
+    """One BT reward model trained through the CLI, shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("rm") / "rm"
+    code = main(["rm", "train", "--model", str(lang["model"]), "--data", str(lang["train"]), "--out", str(out),
+                 "--eval-data", str(lang["heldout"]), "--epochs", "3", "--lr", "2e-3", "--no-progress"])
+    assert code == 0
+    return out
+
+
+def test_rm_train_learns_the_preference_and_writes_the_run(trained):
+    rows = _rows(trained / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, 49))  # 256 pairs / 16 per batch * 3 epochs
+    assert {"loss", "accuracy", "margin", "lr", "grad_norm"} <= set(rows[0])
+    assert rows[-1]["eval_accuracy"] >= 0.9
+    assert sum(r["loss"] for r in rows[-8:]) < sum(r["loss"] for r in rows[:8])
+    info = json.loads((trained / "rewardlens.json").read_text())
+    assert info["loss"] == "bt" and info["aspects"] is None and info["prompt_format"] == "chat_template"
+    assert (trained / "model.safetensors").is_file() and (trained / "config.yaml").is_file()
+    assert sorted(p.name for p in (trained / "checkpoints").iterdir()) == ["step-48"]
+
+
+def test_saved_reward_model_scores_like_the_trained_one(trained, lang):
+    rm = HFRewardModel.from_pretrained(trained, device="cpu", batch_size=7)
+    pairs = load_pairs(lang["heldout"])[:40]
+    chosen, rejected = rm.score_pairs(pairs)
+    assert chosen.reward.shape == (40,) and chosen.aspects is None
+    assert (chosen.reward > rejected.reward).float().mean() >= 0.9
+    # the same model scoring one at a time (no padding) agrees with the length-sorted batches
+    single = torch.stack([rm.score([p.prompt], [p.chosen]).reward[0] for p in pairs[:10]])
+    torch.testing.assert_close(single, chosen.reward[:10], atol=1e-5, rtol=1e-5)
+    # reloading gives identical scores
+    again = HFRewardModel.from_pretrained(trained, device="cpu", batch_size=64).score_pairs(pairs)[0]
+    torch.testing.assert_close(again.reward, chosen.reward, atol=1e-6, rtol=1e-6)
+
+
+def test_multi_objective_one_reward_per_aspect_and_weighted_combination(lang, tmp_path):
+    out = tmp_path / "multi"
+    train_reward_model(_cfg(lang, out, loss="multi", aspect_weights={"tone": 0.8, "brevity": 0.2}, epochs=2))
+    info = json.loads((out / "rewardlens.json").read_text())
+    assert info["aspects"] == ["brevity", "tone"]
+    assert info["aspect_weights"] == {"brevity": 0.2, "tone": 0.8}
+    rm = HFRewardModel.from_pretrained(out, device="cpu")
+    assert rm.model.config.num_labels == 2 and rm.model.config.id2label == {0: "brevity", 1: "tone"}
+    pairs = load_pairs(lang["heldout"])[:32]
+    chosen, rejected = rm.score_pairs(pairs)
+    assert set(chosen.aspects) == {"brevity", "tone"}
+    torch.testing.assert_close(chosen.reward, 0.2 * chosen.aspects["brevity"] + 0.8 * chosen.aspects["tone"])
+    # the tone head learned the tone labels
+    assert (chosen.aspects["tone"] > rejected.aspects["tone"]).float().mean() >= 0.8
+
+
+@pytest.mark.parametrize("loss", ["margin", "soft"])
+def test_margin_and_soft_losses_train(lang, tmp_path, loss):
+    result = train_reward_model(_cfg(lang, tmp_path / loss, loss=loss, epochs=2, eval_data=str(lang["heldout"])))
+    assert result.last_metrics["eval_accuracy"] >= 0.85
+    assert json.loads((tmp_path / loss / "rewardlens.json").read_text())["loss"] == loss
+
+
+def test_reward_centering_pulls_rewards_to_zero(lang, tmp_path):
+    def mean_abs_sum(out, **kw):
+        train_reward_model(_cfg(lang, out, max_steps=24, **kw))
+        pairs = load_pairs(lang["heldout"])[:64]
+        c, r = HFRewardModel.from_pretrained(out, device="cpu").score_pairs(pairs)
+        return (c.reward + r.reward).abs().mean().item()
+
+    free = mean_abs_sum(tmp_path / "free")
+    centred = mean_abs_sum(tmp_path / "centred", center_coef=1.0)
+    assert centred < 0.5 * free
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(lang, tmp_path):
+    kw = dict(max_steps=12, save_every=4, keep_checkpoints=2, log_every=3)
+    train_reward_model(_cfg(lang, tmp_path / "full", **kw))
+
+    def crash(state):
+        if state.step == 6:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train_reward_model(_cfg(lang, tmp_path / "cut", **kw), callbacks=[crash])
+    assert sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()) == ["step-4"]
+    result = train_reward_model(_cfg(lang, tmp_path / "cut", resume=True, **kw))
+    assert result.steps == 12
+
+    full, cut = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")
+    assert full.keys() == cut.keys()
+    for k in full:
+        torch.testing.assert_close(cut[k], full[k], atol=1e-6, rtol=0)
+    strip = [{k: v for k, v in r.items() if k != "time"} for r in _rows(tmp_path / "full" / "metrics.jsonl")]
+    assert [{k: v for k, v in r.items() if k != "time"} for r in _rows(tmp_path / "cut" / "metrics.jsonl")] == strip
+
+
+def test_resume_refuses_a_changed_config(lang, tmp_path):
+    train_reward_model(_cfg(lang, tmp_path / "run", max_steps=2))
+    with pytest.raises(InputError, match=r"config.yaml: field 'lr': differs from the run being resumed"):
+        train_reward_model(_cfg(lang, tmp_path / "run", max_steps=2, lr=1e-2, resume=True))
+
+
+def test_bad_inputs_exit_2_with_one_line(lang, tmp_path, capsys):
+    base = ["rm", "train", "--data", str(lang["train"]), "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main(base + ["--model", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.strip() == f"rewardlens: error: {tmp_path / 'nowhere'}: field 'model': model folder not found"
+    assert main(base + ["--model", str(lang["root"])]) == 2
+    assert "not a Hugging Face model folder (no config.json)" in capsys.readouterr().err
+    assert main(base + ["--model", str(lang["model"]), "--loss", "hinge"]) == 2
+    assert "must be one of ['bt', 'margin', 'soft', 'multi']" in capsys.readouterr().err
+    assert main(base + ["--model", str(lang["model"]), "--batch-size", "0"]) == 2
+    assert "batch_size must be at least 1" in capsys.readouterr().err
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: {lang['model']}\nlerning_rate: 1\n")
+    assert main(["rm", "train", "--config", str(cfg)]) == 2
+    assert f"{cfg}:2: field 'lerning_rate': unknown config field" in capsys.readouterr().err
+    assert main(base + ["--model", str(lang["model"]), "--loss", "multi", "--aspect-weights", '{"speed": 1}']) == 2
+    assert "aspect_weights names unknown aspects ['speed']" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
+def test_margin_loss_needs_margins(lang, tmp_path):
+    rows = [json.loads(line) for line in lang["train"].read_text().splitlines()]
+    data = tmp_path / "nomargin.jsonl"
+    data.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "margin"}) + "\n" for r in rows))
+    with pytest.raises(InputError, match="needs a 'margin' in the pairs"):
+        train_reward_model(_cfg(lang, tmp_path / "o", data=str(data), loss="margin"))
