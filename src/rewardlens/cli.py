@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "rewardlens.train.commands",
     "rewardlens.rewards.commands",
     "rewardlens.sandbox.commands",
+    "rewardlens.report.commands",
 ]
 
 _groups: dict[tuple[int, str], argparse._SubParsersAction] = {}
