@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -140,7 +141,14 @@ def _save_checkpoint(acc, run_dir: Path, step: int, keep: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     acc.wait_for_everyone()
-    acc.save_state(str(tmp), safe_serialization=True)  # every rank writes its own RNG state
+    # Tied embeddings are stored once; accelerate warns about it on every save, which is expected here.
+    quiet = logging.getLogger("accelerate.utils.other")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        acc.save_state(str(tmp), safe_serialization=True)  # every rank writes its own RNG state
+    finally:
+        quiet.setLevel(level)
     acc.wait_for_everyone()
     if acc.is_main_process:
         write_json_atomic(tmp / LOOP_STATE, {"step": step})
@@ -299,7 +307,7 @@ def start_run(acc, cfg: LoopConfig, run_dir: str | os.PathLike) -> None:
     from rewardlens.config import config_to_dict
 
     path = Path(run_dir) / "config.yaml"
-    now = config_to_dict(cfg)
+    now = json.loads(json.dumps(config_to_dict(cfg), default=str))  # paths given from Python become strings
     if cfg.resume and path.is_file():
         saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for key in sorted(set(now) & set(saved) - {"resume", "progress", "log_every"}):

@@ -147,7 +147,7 @@ def train_reward_model(cfg: RewardTrainConfig, callbacks=()) -> LoopResult:
         print(f"note: {truncated} of {2 * len(pairs)} sequences cut to max_length={cfg.max_length} tokens")
 
     info = RewardModelInfo(aspects=aspects, aspect_weights=weights, loss=cfg.loss, max_length=cfg.max_length,
-                           prompt_format=prompt_format(tokenizer), base_model=cfg.model)
+                           prompt_format=prompt_format(tokenizer), base_model=str(cfg.model))
     evaluate = None
     if eval_pairs:
         def evaluate(m):
