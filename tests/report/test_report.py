@@ -208,9 +208,14 @@ def test_damaged_json_files_become_notes(tmp_path):
     (tmp_path / "summary.json").write_text("[1, 2]")
     _write_jsonl(tmp_path / "metrics.jsonl", [{"step": 1, "loss": float("nan")}, {"step": 2, "loss": 1.0},
                                               {"step": 3, "loss": 0.5}])
+    _write_jsonl(tmp_path / "alarms.jsonl", [{"step": 1, "detector": "d", "severity": "warn", "message": "m"}],
+                 tail="[1]\n{oops\n")
     html = _html(build_report(tmp_path))
     notes = re.findall(r'<div class="note">([^<]*)</div>', html)
     assert any(n.startswith("eval.json: not readable: invalid JSON") for n in notes)
+    assert "alarms.jsonl: skipped 2 malformed lines (line 2: expected a JSON object, got list; line 3: invalid JSON" \
+        in html and "Alarms <span class='badge fail'>1</span>" in html
+    assert html.count('<tr class="sev-warn">') == 1
     assert "summary.json: expected a JSON object, got list" in notes
     assert "metrics.jsonl: &#x27;loss&#x27; is NaN or infinite on 1 step, first at step 1" in notes
 

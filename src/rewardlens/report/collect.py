@@ -198,7 +198,8 @@ def _read_json_dict(path: Path, notes: list[str]) -> dict | None:
 
 def _read_tail(path: Path, keep: int, notes: list[str]) -> tuple[list[tuple[int, dict]], int]:
     """The well-formed objects among the last ``keep`` non-blank lines of a JSONL file, and its number of
-    non-blank lines. Only the tail is parsed, so a long rollout log costs one pass of reading."""
+    records (non-blank lines less the malformed ones found in the tail). Only the tail is parsed, so a long
+    rollout log costs one pass of reading."""
     tail: deque[tuple[int, bytes]] = deque(maxlen=keep)
     total = 0
     with open(path, "rb") as f:
@@ -206,17 +207,21 @@ def _read_tail(path: Path, keep: int, notes: list[str]) -> tuple[list[tuple[int,
             if line.strip():
                 total += 1
                 tail.append((lineno, line))
-    rows = []
+    rows, bad = [], []
     for lineno, line in tail:
         try:
             obj = json.loads(line)
             if not isinstance(obj, dict):
                 raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
         except ValueError as e:
-            notes.append(f"{path.name}: line {lineno} skipped: {_bad_reason(e)}")
+            bad.append(f"line {lineno}: {_bad_reason(e)}")
             continue
         rows.append((lineno, obj))
-    return rows, total
+    if bad:
+        more = f" (and {len(bad) - _BAD_LINES_KEPT} more)" if len(bad) > _BAD_LINES_KEPT else ""
+        notes.append(f"{path.name}: skipped {len(bad)} malformed line{'s' if len(bad) > 1 else ''} "
+                     f"({'; '.join(bad[:_BAD_LINES_KEPT])}{more})")
+    return rows, total - len(bad)
 
 
 def _step_key(row: dict) -> float:

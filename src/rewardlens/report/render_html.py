@@ -240,7 +240,7 @@ def world_html(world: dict) -> str:
                     if isinstance(v, dict):
                         flat.update({f"{k}.{k2}": v2 for k2, v2 in v.items()})
                 table[str(a.get("id", i))] = flat
-        out.append(f"<details><summary>{len(annotators)} annotators</summary>{grid_table(table, 'id')}</details>")
+        out.append(f"<details><summary>{len(annotators)} annotator{'s' if len(annotators) > 1 else ''}</summary>{grid_table(table, 'id')}</details>")
     if "gold_reward" in world:
         out.append(f"<details open><summary>gold reward</summary><pre>{_e(world['gold_reward'])}</pre></details>")
     return "".join(out)

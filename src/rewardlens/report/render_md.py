@@ -140,7 +140,8 @@ def world_md(world: dict) -> str:
     if rest:
         out.append(_kv_line(rest))
     if isinstance(world.get("annotators"), list):
-        out.append(f"{len(world['annotators'])} annotators.\n")
+        n = len(world["annotators"])
+        out.append(f"{n} annotator{'s' if n > 1 else ''}.\n")
     if "gold_reward" in world:
         out.append("Gold reward:\n\n" + _code(str(world["gold_reward"])))
     return "\n".join(out)
