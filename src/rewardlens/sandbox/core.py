@@ -681,10 +681,14 @@ class Sandbox:
         self._impl = _BACKEND_CLASSES[chosen.backend](self.python, tuple(self.python_args), self.seccomp, self.env)
         self.probes = probes
         self.layers = chosen.layers
-        if chosen.backend == "rlimits" or not self.seccomp:
-            msg = (f"sandbox backend {chosen.backend!r} with layers {'+'.join(chosen.layers)} is WEAK isolation: "
-                   "untrusted code can read your files and, without seccomp, reach the network and "
-                   "processes. Install bubblewrap, or enable Landlock, before running untrusted code.")
+        weak = []
+        if chosen.backend == "rlimits":
+            weak.append("the program sees the host filesystem and can read and write whatever its uid can")
+        if not self.seccomp:
+            weak.append("without seccomp it can open sockets and create processes")
+        if weak:
+            msg = (f"sandbox backend {'+'.join(chosen.layers)} is WEAK isolation: {'; '.join(weak)}. "
+                   "Use bubblewrap (apt-get install bubblewrap) or Landlock with seccomp for untrusted code.")
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
             log.warning(msg)
 

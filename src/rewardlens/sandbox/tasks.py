@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import functools
 import json
-import math
 import os
 import re
 import secrets
@@ -249,7 +248,7 @@ def score_run(task: Task, nonce: str, stdout: str, status: str) -> tuple[int, bo
         if not ok and error is None and i in results:
             error = f"test {i}: {why}"
     if error is None and not finished:
-        error = f"run ended before the tests finished ({status})"
+        error = f"the program ended before the tests finished (status {status})"
     return passed, finished, error
 
 
@@ -466,17 +465,7 @@ def load_completions(path: str | os.PathLike, tasks: dict[str, Task], extract: b
     return jobs
 
 
-# ------------------------------------------------------------------------------------------------ pass@k
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples of which c passed (Chen et al. 2021, "Evaluating Large Language Models
-    Trained on Code", eq. 1): 1 - C(n-c, k) / C(n, k), computed as 1 - prod_{i=n-c+1}^{n} (1 - k/i)."""
-    if not 0 <= c <= n or k < 1 or n < k:
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
-
+# ------------------------------------------------------------------------------------------ controls
 
 def stub_body(code: str, entry_point: str) -> str:
     """``code`` with the body of function ``entry_point`` replaced by ``return None`` (a negative control)."""

@@ -1,0 +1,107 @@
+"""The attack suite against every backend, with the harness running as root and as an ordinary user.
+
+Each suite asserts exactly which attacks a backend does not contain (``EXPECTED_GAPS``): none for the
+preferred backend (bubblewrap + seccomp) and for Landlock as root, and the documented gaps of the fallbacks.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sandbox_attacks as attacks
+
+from rewardlens.sandbox import Sandbox, probe_backends
+
+WHO = "root" if os.geteuid() == 0 else "user"
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parents[1] / "src"
+# An unprivileged uid with no account and no other processes, for the harness-as-ordinary-user runs.
+USER_UID = 1_599_990_000 + os.getpid() % 10_000
+
+
+def _usable(backend: str) -> None:
+    probe = {p.backend: p for p in probe_backends(allow_unsafe=True)}[backend]
+    if probe.ok:
+        return
+    if backend == "bwrap" and shutil.which("bwrap"):
+        pytest.fail(f"bubblewrap is installed but does not work: {probe.reason}")
+    pytest.skip(f"{backend} backend unavailable here: {probe.reason}")
+
+
+def _gaps(results: dict) -> set:
+    return {name for name, r in results.items() if not r["contained"]}
+
+
+def _explain(results: dict) -> str:
+    return "\n".join(f"{'ok ' if r['contained'] else 'NOT'} {n}: {r['detail']}" for n, r in results.items())
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "landlock", "rlimits"])
+def test_attacks_with_harness_in_process(backend):
+    _usable(backend)
+    with pytest.warns(RuntimeWarning, match="WEAK") if backend == "rlimits" else contextlib.nullcontext():
+        sandbox = Sandbox(limits=attacks.ATTACK_LIMITS, backend=backend, allow_unsafe=True)
+    assert sandbox.backend_name == backend
+    results = attacks.run_suite(sandbox)
+    assert set(results) == set(attacks.ATTACKS)
+    assert _gaps(results) == attacks.EXPECTED_GAPS[(backend, WHO)], _explain(results)
+
+
+def _user_harness(args: list[str]) -> dict:
+    """Run the attack suite in a harness process that is an ordinary user (setpriv to an unused uid)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start the harness as another, unprivileged user (already running as one: "
+                    "the in-process suite covers this user)")
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) not installed")
+    import pyseccomp
+
+    # The venv's interpreter may live under /root (pyenv), unreadable to that user: the system one, with
+    # the repo's src and the seccomp binding on its path, stands in for it.
+    python = sys.executable
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
+           "PYTHONPATH": f"{SRC}:{os.path.dirname(pyseccomp.__file__)}"}
+    drop = [setpriv, f"--reuid={USER_UID}", f"--regid={USER_UID}", "--clear-groups", "--"]
+    if subprocess.run([*drop, python, "-c", "import rewardlens.sandbox"], env=env, cwd="/tmp",
+                      capture_output=True).returncode != 0:
+        python = "/usr/bin/python3"
+        check = subprocess.run([*drop, python, "-c", "import rewardlens.sandbox"], env=env, cwd="/tmp",
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            pytest.skip(f"uid {USER_UID} cannot import rewardlens from {SRC}: {check.stderr.strip()[-300:]}")
+    proc = subprocess.run([*drop, python, "-s", str(HERE / "sandbox_attacks.py"), *args], env=env, cwd="/tmp",
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["uid"] == USER_UID
+    assert "uid-drop" not in out["layers"]  # nothing to drop from: the harness is unprivileged
+    return out
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "landlock", "rlimits"])
+def test_attacks_with_harness_as_ordinary_user(backend):
+    _usable(backend)
+    out = _user_harness(["--backend", backend, "--allow-unsafe"])
+    assert out["layers"][0].startswith(backend if backend != "landlock" else "landlock-abi")
+    assert _gaps(out["results"]) == attacks.EXPECTED_GAPS[(backend, "user")], _explain(out["results"])
+
+
+def test_namespaces_and_dedicated_uid_contain_attacks_without_seccomp():
+    """Defence in depth: with the seccomp layer off, bwrap's namespaces plus RLIMIT_NPROC under the
+    dedicated uid still contain everything, including the setsid daemon (the PID namespace dies with
+    the program) and the fork bomb (capped near the process limit)."""
+    _usable("bwrap")
+    if WHO != "root":
+        pytest.skip("RLIMIT_NPROC is applied only under a dedicated uid, which needs a root harness")
+    with pytest.warns(RuntimeWarning, match="WEAK"):
+        sandbox = Sandbox(limits=attacks.ATTACK_LIMITS, backend="bwrap", seccomp=False)
+    assert "seccomp" not in sandbox.layers
+    results = attacks.run_suite(sandbox)
+    assert _gaps(results) == set(), _explain(results)
+    assert "daemon started" in results["setsid_daemon"]["detail"]  # it really ran, and still died
