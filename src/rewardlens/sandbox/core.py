@@ -84,9 +84,12 @@ class Limits:
         if self.timeout_s <= 0:
             raise ValueError(f"Limits.timeout_s must be positive, got {self.timeout_s}")
 
+    @property
+    def cpu_seconds(self) -> int:
+        return max(1, self.cpu_s if self.cpu_s is not None else int(self.timeout_s) + 2)
+
     def rlimits(self, dedicated_uid: bool) -> layers.RlimitPlan:
-        cpu = self.cpu_s if self.cpu_s is not None else int(self.timeout_s) + 2
-        return layers.RlimitPlan(cpu_s=max(1, cpu), address_space=self.memory_mb * _MiB,
+        return layers.RlimitPlan(cpu_s=self.cpu_seconds, address_space=self.memory_mb * _MiB,
                                  file_size=self.file_size_mb * _MiB, open_files=self.open_files,
                                  stack=self.stack_mb * _MiB, processes=self.processes if dedicated_uid else None)
 
@@ -108,6 +111,7 @@ class ExecResult:
     duration_s: float
     backend: str
     layers: tuple[str, ...] = ()
+    cpu_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -538,13 +542,15 @@ def _has_exited(pid: int) -> bool:
     return info is not None
 
 
-def _status(rc: int, why: str, spawn: _Spawn, stderr: bytes) -> tuple[str, int | None, int | None]:
-    """(status, exit_code, signal) from the return code and why reading stopped."""
+def _status(rc: int, why: str, spawn: _Spawn, stderr: bytes, cpu_spent: bool) -> tuple[str, int | None, int | None]:
+    """(status, exit_code, signal) from the return code, why reading stopped, and whether the CPU limit
+    was used up (SIGXCPU at the soft limit; SIGKILL at the hard one, or at once for bwrap's pid 1, which
+    ignores SIGXCPU)."""
     sig = -rc if rc < 0 else (rc - 128 if spawn.signal_from_high_exit and rc > 128 else None)
     code = None if sig is not None else rc
     if why in ("timeout", "output_limit"):
         return why, code, sig
-    if sig == signal.SIGXCPU:  # the CPU rlimit
+    if sig in (signal.SIGXCPU, signal.SIGKILL) and cpu_spent:
         return "timeout", code, sig
     if sig is not None:
         return "signal", code, sig
@@ -577,7 +583,9 @@ def _execute(backend: _Backend, code: str, stdin: bytes, limits: Limits, uid: in
             # The leader is not reaped yet, so its process group id cannot have been reused.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            rc = proc.wait()
+            # wait4 rather than wait(): the CPU time tells a CPU-limit kill from other signals.
+            _, wstatus, usage = os.wait4(proc.pid, 0)
+            proc.returncode = rc = os.waitstatus_to_exitcode(wstatus)
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 with contextlib.suppress(OSError):
                     stream.close()
@@ -591,10 +599,11 @@ def _execute(backend: _Backend, code: str, stdin: bytes, limits: Limits, uid: in
         raise
     finally:
         spawn.cleanup()
-    status, exit_code, sig = _status(rc, why, spawn, err)
+    cpu = usage.ru_utime + usage.ru_stime  # includes the program when bwrap is the direct child
+    status, exit_code, sig = _status(rc, why, spawn, err, cpu >= limits.cpu_seconds - 0.05)
     return ExecResult(status=status, exit_code=exit_code, signal=sig,
                       stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"),
-                      duration_s=duration, backend=backend.name, layers=backend.layers(uid))
+                      duration_s=duration, backend=backend.name, layers=backend.layers(uid), cpu_s=cpu)
 
 
 # --------------------------------------------------------------------------------------------- probing

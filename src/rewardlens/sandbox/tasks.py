@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -82,6 +83,13 @@ class Task:
 
 # ------------------------------------------------------------------------------------- test compilation
 
+def _parse(code: str) -> ast.Module:
+    """ast.parse without the warnings old dataset code raises (invalid escapes such as "\\d" in a str)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
+        return ast.parse(code)
+
+
 def _literal(node: ast.expr) -> tuple[bool, Any]:
     try:
         return True, ast.literal_eval(node)
@@ -92,7 +100,7 @@ def _literal(node: ast.expr) -> tuple[bool, Any]:
 def _compile_test(test: str) -> _Check:
     """A value test for ``assert <expr> ==/!= <literal>`` (either side), else a hardened check test."""
     try:
-        tree = ast.parse(test)
+        tree = _parse(test)
     except SyntaxError:
         return _Check("check", test)
     if len(tree.body) == 1 and isinstance(stmt := tree.body[0], ast.Assert) and isinstance(stmt.test, ast.Compare):
@@ -124,7 +132,7 @@ def _harden_asserts(code: str) -> str:
     if "assert" not in code:
         return code
     try:
-        tree = ast.parse(code)
+        tree = _parse(code)
     except SyntaxError:
         return code
     return ast.unparse(ast.fix_missing_locations(_HardenEq().visit(tree)))
@@ -323,7 +331,7 @@ def from_humaneval(obj: dict, path=None, line=None) -> Task:
     test_src = _require(obj, "test", str, path, line)
     setup, tests = test_src, ["check(candidate)"]
     try:
-        module = ast.parse(test_src)
+        module = _parse(test_src)
     except SyntaxError as e:
         raise InputError(f"test code does not parse: {e.msg}", path=path, line=line, field="test") from None
     check = next((n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None)
@@ -346,7 +354,7 @@ def _mbpp_entry_point(code: str, tests: list[str]) -> tuple[str, str | None]:
     """(name the tests call that the reference defines, its ``def`` line) — else the first called name."""
     defined: dict[str, str] = {}
     try:
-        for node in ast.parse(code).body:
+        for node in _parse(code).body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 defined[node.name] = f"def {node.name}({ast.unparse(node.args)}):"
             elif isinstance(node, ast.ClassDef):
@@ -356,7 +364,7 @@ def _mbpp_entry_point(code: str, tests: list[str]) -> tuple[str, str | None]:
     first_call = None
     for test in tests:
         try:
-            nodes = ast.walk(ast.parse(test))
+            nodes = ast.walk(_parse(test))
         except SyntaxError:
             continue
         for node in nodes:
@@ -469,7 +477,7 @@ def load_completions(path: str | os.PathLike, tasks: dict[str, Task], extract: b
 
 def stub_body(code: str, entry_point: str) -> str:
     """``code`` with the body of function ``entry_point`` replaced by ``return None`` (a negative control)."""
-    tree = ast.parse(code)
+    tree = _parse(code)
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == entry_point:
             node.body = [ast.Return(ast.Constant(None))]

@@ -1,0 +1,57 @@
+"""Execution as a reward: fraction of hidden tests passed, per-call time budget, prompt -> task lookup."""
+
+import time
+
+import pytest
+import torch
+
+from rewardlens.rewards.execution import ExecutionReward
+from rewardlens.sandbox import Limits, Sandbox
+from rewardlens.sandbox.tasks import Task, from_humaneval
+
+TASKS = [
+    Task(task_id="sq", prompt="Write sq(x) returning x squared.", entry_point="sq",
+         tests=["assert sq(2) == 4", "assert sq(3) == 9", "assert sq(-1) == 1", "assert sq(0) == 0"]),
+    from_humaneval({"task_id": "HumanEval/1", "entry_point": "neg", "prompt": "def neg(x):\n    \"\"\"-x\"\"\"\n",
+                    "test": "def check(candidate):\n    assert candidate(1) == -1\n    assert candidate(-2) == 2\n"}),
+]
+
+
+@pytest.fixture(scope="module")
+def reward():
+    return ExecutionReward(TASKS, sandbox=Sandbox(limits=Limits(timeout_s=3.0)), workers=2)
+
+
+def test_reward_is_the_fraction_of_hidden_tests_passed(reward):
+    prompts = [TASKS[0].prompt, "sq", [{"role": "system", "content": "be brief"}, {"role": "user", "content":
+                                                                                      TASKS[0].prompt}],
+               TASKS[1].prompt, TASKS[1].prompt]
+    responses = ["def sq(x):\n    return x * x",
+                 "Sure!\n```python\ndef sq(x):\n    return abs(x) * 2 if x else 0\n```",  # right on 2 of 4
+                 "import os\nos._exit(0)",
+                 "    return -x\n",  # HumanEval: continues the prompt
+                 "    return x\n"]
+    scores = reward.score(prompts, responses)
+    assert scores.reward.dtype == torch.float32
+    assert scores.reward.tolist() == [1.0, 0.5, 0.0, 1.0, 0.0]
+    assert scores.aspects["passed"].tolist() == [1.0, 0.0, 0.0, 1.0, 0.0]
+    assert [o.task_id for o in reward.last_outcomes] == ["sq", "sq", "sq", "HumanEval/1", "HumanEval/1"]
+    assert reward(prompts[:1], responses[:1]).tolist() == [1.0]  # RewardModel.__call__ gives the tensor
+
+
+def test_unknown_prompt_names_it(reward):
+    with pytest.raises(KeyError, match="no task for prompt 'what is 2 \\+ 2'"):
+        reward.score(["what is 2 + 2"], ["4"])
+
+
+def test_time_budget_bounds_one_call():
+    reward = ExecutionReward(TASKS, sandbox=Sandbox(limits=Limits(timeout_s=20.0)), time_budget_s=1.0, workers=2)
+    start = time.monotonic()
+    scores = reward.score([TASKS[0].prompt] * 4, ["while True: pass"] * 3 + ["def sq(x): return x * x"])
+    took = time.monotonic() - start
+    assert took < 2.5, took
+    assert scores.reward.tolist()[:3] == [0.0, 0.0, 0.0]
+    assert {o.status for o in reward.last_outcomes[:3]} <= {"timeout", "budget_exhausted"}
+    assert reward.last_outcomes[2].status == "budget_exhausted"  # never started: the budget was spent
+    with pytest.raises(ValueError, match="time_budget_s must be positive"):
+        ExecutionReward(TASKS, time_budget_s=0)
