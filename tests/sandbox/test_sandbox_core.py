@@ -1,6 +1,7 @@
 """The sandbox API: results, limits, isolation of the environment and filesystem, backend selection."""
 
 import os
+import resource
 import warnings
 from pathlib import Path
 
@@ -120,3 +121,21 @@ def test_probe_reports_why_a_backend_is_refused():
 def test_no_usable_backend_is_an_error_naming_each_reason():
     with pytest.raises(RuntimeError, match=r"no usable sandbox backend \(bwrap: .*landlock: .*rlimits: "):
         Sandbox(python="/nonexistent/python3", allow_unsafe=True)
+
+
+@pytest.mark.parametrize("util_linux", [True, False], ids=["setpriv+prlimit", "preexec_fn"])
+def test_limits_reach_the_program(monkeypatch, util_linux):
+    """The rlimits arrive whether set by setpriv/prlimit in the exec chain or by preexec_fn without them."""
+    if not util_linux:
+        from rewardlens.sandbox import core
+
+        which = core.shutil.which
+        monkeypatch.setattr(core.shutil, "which", lambda name, **kw: None if name in ("setpriv", "prlimit")
+                            else which(name, **kw))
+    sb = Sandbox(limits=FAST)
+    code = ("import resource as r\nprint(*[r.getrlimit(getattr(r, 'RLIMIT_' + n))[0] for n in "
+            "('AS', 'NOFILE', 'CPU', 'CORE', 'FSIZE', 'NPROC')])")
+    got = sb.run(code, limits=Limits(memory_mb=300, open_files=40, cpu_s=7, file_size_mb=3, processes=20))
+    # RLIMIT_NPROC only under a dedicated uid (root harness); otherwise it is the harness's own.
+    nproc = 20 if os.geteuid() == 0 else resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    assert got.stdout.split() == [str(300 << 20), "40", "7", "0", str(3 << 20), str(nproc)]

@@ -55,6 +55,13 @@ class RlimitPlan:
     stack: int
     processes: int | None  # only under a dedicated uid: RLIMIT_NPROC counts every process of the uid
 
+    def prlimit_args(self) -> list[str]:
+        """The same limits as options of util-linux ``prlimit`` (which sets them, then execs the command)."""
+        args = ["--core=0:0", f"--cpu={self.cpu_s}:{self.cpu_s + 1}", f"--as={self.address_space}:{self.address_space}",
+                f"--fsize={self.file_size}:{self.file_size}", f"--nofile={self.open_files}:{self.open_files}",
+                f"--stack={self.stack}:{self.stack}"]
+        return args + ([f"--nproc={self.processes}:{self.processes}"] if self.processes is not None else [])
+
     def apply(self) -> None:
         """Lower this process's limits (child side; no allocation beyond ints)."""
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -1,0 +1,94 @@
+"""Sandbox overhead: median wall time per execution of ``pass`` under each available backend against the
+bare interpreter (same binary and flags), interleaved so machine load hits all alike; and executions per
+second through the worker pool. Prints one JSON line.
+
+    .venv/bin/python bench/sandbox.py [--runs 60] [--pool-runs 200] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+from rewardlens.sandbox import Limits, Sandbox, probe_backends
+from rewardlens.sandbox.core import default_python
+from rewardlens.sandbox.tasks import Task, run_tasks
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=60, help="interleaved runs per variant for the medians")
+    ap.add_argument("--pool-runs", type=int, default=200, help="executions for the pool throughput")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="pool size")
+    args = ap.parse_args()
+
+    python = default_python()
+    variants = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the rlimits / no-seccomp variants warn by design
+        for probe in probe_backends(allow_unsafe=True):
+            if probe.ok:
+                variants[probe.backend] = Sandbox(backend=probe.backend, allow_unsafe=True)
+        if "bwrap" in variants:
+            variants["bwrap-no-seccomp"] = Sandbox(backend="bwrap", seccomp=False)
+    flags = list(variants[next(iter(variants))].python_args)
+    bare = {f"{python} {' '.join(flags)} -c pass": [python, *flags, "-c", "pass"], f"{python} -c pass": [python, "-c", "pass"]}
+
+    times: dict[str, list[float]] = {name: [] for name in [*bare, *variants]}
+    for _ in range(args.runs):
+        for name, argv in bare.items():
+            times[name].append(_timed(lambda argv=argv: subprocess.run(argv, check=True)))
+        for name, sb in variants.items():
+            res = None
+
+            def run(sb=sb):
+                nonlocal res
+                res = sb.run("pass")
+            times[name].append(_timed(run))
+            assert res.ok, (name, res)
+    median = {name: statistics.median(ts) for name, ts in times.items()}
+    base = median[next(iter(bare))]
+
+    preferred = next(iter(variants))
+    sb = variants[preferred]
+    start = time.monotonic()
+    results = sb.run_many(["pass"] * args.pool_runs, workers=args.workers)
+    pool_wall = time.monotonic() - start
+    task = Task(task_id="add", prompt="add", entry_point="add",
+                tests=["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) == 4"])
+    start = time.monotonic()
+    outcomes = run_tasks(sb, [(task, "def add(a, b):\n    return a + b\n")] * args.pool_runs, workers=args.workers)
+    task_wall = time.monotonic() - start
+
+    print(json.dumps({
+        "bench": "sandbox", "python": python, "runs": args.runs, "euid": os.geteuid(),
+        "loadavg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
+        "bare_median_ms": {name: round(median[name], 2) for name in bare},
+        "backends": {name: {"layers": list(sb.layers), "median_ms": round(median[name], 2),
+                            "overhead_ms": round(median[name] - base, 2),
+                            "p90_ms": round(statistics.quantiles(times[name], n=10)[-1], 2)}
+                     for name, sb in variants.items()},
+        "pool": {"backend": preferred, "workers": args.workers, "executions": args.pool_runs,
+                 "executions_per_s": round(args.pool_runs / pool_wall, 1),
+                 "all_ok": all(r.ok for r in results),
+                 "task_executions_per_s": round(args.pool_runs / task_wall, 1),
+                 "tasks_passed": sum(o.passed for o in outcomes)},
+        "limits": Limits().__dict__,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
