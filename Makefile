@@ -21,14 +21,18 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed system-deps
 
-# bubblewrap is the sandbox's preferred backend; install it from the system packages when we can.
+# The sandbox's system packages: bubblewrap (preferred backend) and libseccomp (loaded by pyseccomp).
+# setpriv/prlimit come with util-linux, which every Debian/Ubuntu system has.
 system-deps:
-	@command -v bwrap >/dev/null 2>&1 || { \
+	@missing=""; command -v bwrap >/dev/null 2>&1 || missing=" bubblewrap"; \
+	{ ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2'; } || missing="$$missing libseccomp2"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
-	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1)) || \
-	    echo "warning: could not install bubblewrap; the sandbox will use a fallback backend"; \
-	  else echo "note: bubblewrap not found; install it (apt-get install bubblewrap) for the strongest sandbox"; fi; }
+	    (apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$missing >/dev/null 2>&1)) || \
+	    echo "warning: could not install$$missing; the sandbox will use a fallback backend"; \
+	  else echo "note: install$$missing (apt-get install$$missing) for the strongest sandbox"; fi; \
+	fi
 
 test: install
 	$(BIN)/python -m pytest
