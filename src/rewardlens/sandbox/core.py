@@ -150,13 +150,13 @@ class _UidPool:
     """Dedicated uids for sandboxed processes when the harness is root: one per concurrent execution.
 
     A uid is claimed with an flock on a lock file in a root-only directory, so two harness processes never
-    share one (RLIMIT_NPROC counts per uid, system-wide, and a uid's leftovers are killed by uid). Locks are
-    kept for the life of the process and reused; the kernel drops them when it exits.
+    share one (RLIMIT_NPROC counts per uid, system-wide, and a uid's leftovers are killed by uid). The lock
+    file stays open, so the lock is held for the life of the process (uids are reused within it); the
+    kernel drops it when the process exits.
     """
 
     def __init__(self) -> None:
         self._free: list[int] = []
-        self._held: dict[int, int] = {}
         self._next = _UID_BASE
         self._lock = threading.Lock()
 
@@ -188,7 +188,6 @@ class _UidPool:
                 except BlockingIOError:
                     os.close(fd)
                     continue
-                self._held[uid] = fd
                 kill_uid(uid)  # leftovers of a harness that crashed while holding this uid
                 return uid
             raise RuntimeError(f"all {_UID_COUNT} sandbox uids from {_UID_BASE} are in use")
@@ -372,7 +371,7 @@ def _kill_bwrap_child(proc: subprocess.Popen, info_fd: int) -> None:
     child = int(match.group(1))
     try:
         pidfd = os.pidfd_open(child)
-    except (OSError, AttributeError):
+    except OSError:
         return
     try:
         with open(f"/proc/{child}/stat", "rb") as f:
@@ -476,16 +475,15 @@ def _read_capped(proc: subprocess.Popen, stdin: bytes, deadline: float, cap: int
     """Feed stdin and collect stdout/stderr until both close, the cap, or the deadline.
 
     Returns (stdout, stderr, why) with why in {"exited", "timeout", "output_limit"}. Exit is detected with a
-    pidfd without reaping the process, so the caller can still kill its process group safely.
+    pidfd (Linux >= 5.3) without reaping the process, so the caller can still kill its process group safely.
     """
     sel = selectors.DefaultSelector()
     bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
     for fd in bufs:
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
-    pidfd = os.pidfd_open(proc.pid) if hasattr(os, "pidfd_open") else None
-    if pidfd is not None:
-        sel.register(pidfd, selectors.EVENT_READ)
+    pidfd = os.pidfd_open(proc.pid)
+    sel.register(pidfd, selectors.EVENT_READ)
     stdin_fd, pending = proc.stdin.fileno(), memoryview(stdin)
     if pending:
         os.set_blocking(stdin_fd, False)
@@ -502,8 +500,6 @@ def _read_capped(proc: subprocess.Popen, stdin: bytes, deadline: float, cap: int
             if exited_at is not None and now - exited_at > _EXIT_GRACE_S:
                 break
             wait = deadline - now if exited_at is None else min(deadline - now, exited_at + _EXIT_GRACE_S - now)
-            if pidfd is None:
-                wait = min(wait, 0.02)
             for key, _ in sel.select(max(wait, 0.0)):
                 fd = key.fd
                 if fd == pidfd:
@@ -529,12 +525,9 @@ def _read_capped(proc: subprocess.Popen, stdin: bytes, deadline: float, cap: int
                         del bufs[fd][cap:]
                         why = "output_limit"
                         return bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()]), why
-            if pidfd is None and exited_at is None and _has_exited(proc.pid):
-                exited_at = time.monotonic()
     finally:
         sel.close()
-        if pidfd is not None:
-            os.close(pidfd)
+        os.close(pidfd)
     return bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()]), why
 
 
@@ -545,15 +538,6 @@ def _wait_exit(pid: int, timeout: float) -> None:
         select.select([fd], [], [], timeout)
     finally:
         os.close(fd)
-
-
-def _has_exited(pid: int) -> bool:
-    """Whether ``pid`` has exited, without reaping it (so its pid and process group stay reserved)."""
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True
-    return info is not None
 
 
 def _status(rc: int, why: str, spawn: _Spawn, stderr: bytes, cpu_spent: bool) -> tuple[str, int | None, int | None]:
@@ -736,10 +720,12 @@ class Sandbox:
 
 
 _default: dict[str, Sandbox] = {}
+_default_lock = threading.Lock()
 
 
 def run_python(code: str, limits: Limits | None = None, stdin: bytes = b"", backend: str = "auto") -> ExecResult:
     """Run ``code`` in the default sandbox (built on first use, backend probed once per process)."""
-    if backend not in _default:
-        _default[backend] = Sandbox(backend=backend)
+    with _default_lock:
+        if backend not in _default:
+            _default[backend] = Sandbox(backend=backend)
     return _default[backend].run(code, stdin=stdin, limits=limits)
