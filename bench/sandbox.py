@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -44,20 +45,26 @@ def main() -> int:
         if "bwrap" in variants:
             variants["bwrap-no-seccomp"] = Sandbox(backend="bwrap", seccomp=False)
     flags = list(variants[next(iter(variants))].python_args)
-    bare = {f"{python} {' '.join(flags)} -c pass": [python, *flags, "-c", "pass"], f"{python} -c pass": [python, "-c", "pass"]}
+    bare = {f"{python} {' '.join(flags)} -c pass": [python, *flags, "-c", "pass"],
+            f"{python} -c pass": [python, "-c", "pass"]}
 
-    times: dict[str, list[float]] = {name: [] for name in [*bare, *variants]}
+    def run_bare(argv: list[str]) -> None:
+        subprocess.run(argv, check=True)
+
+    def run_sandboxed(sb: Sandbox) -> None:
+        res = sb.run("pass")
+        assert res.ok, res
+
+    runners = {**{name: (run_bare, argv) for name, argv in bare.items()},
+               **{name: (run_sandboxed, sb) for name, sb in variants.items()}}
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    rng = random.Random(0)
     for _ in range(args.runs):
-        for name, argv in bare.items():
-            times[name].append(_timed(lambda argv=argv: subprocess.run(argv, check=True)))
-        for name, sb in variants.items():
-            res = None
-
-            def run(sb=sb):
-                nonlocal res
-                res = sb.run("pass")
-            times[name].append(_timed(run))
-            assert res.ok, (name, res)
+        order = list(runners)
+        rng.shuffle(order)  # no variant always follows another's cleanup work
+        for name in order:
+            fn, arg = runners[name]
+            times[name].append(_timed(lambda fn=fn, arg=arg: fn(arg)))
     median = {name: statistics.median(ts) for name, ts in times.items()}
     base = median[next(iter(bare))]
 

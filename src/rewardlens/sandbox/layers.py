@@ -239,10 +239,6 @@ class LandlockPlan:
     files_rw: tuple[str, ...]    # single files such as /dev/null
     files_ro: tuple[str, ...]
 
-    @property
-    def layers(self) -> str:
-        return f"landlock-abi{self.abi}"
-
     def apply(self) -> None:
         """Restrict the calling process (child side). Fails closed: any error aborts the spawn."""
         fs = _fs_rights(self.abi)

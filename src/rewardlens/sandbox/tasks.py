@@ -10,7 +10,9 @@ of MBPP's 2,922 tests, and HumanEval's per-assert checks) becomes a "value" test
 value of ``<expr>``, normalised to plain data, and the harness compares it with the literal, which never
 enters the sandbox. Other tests run in-process as "check" tests, with every ``==`` in an assert rewritten
 to a comparison that a forged ``__eq__`` cannot satisfy. All report lines carry a per-run nonce sent on
-stdin, and a pass needs exit code 0, the runner's final line, and every test passed.
+stdin, and a pass needs exit code 0, the runner's final line, and every test passed. Limit: candidate
+code that deliberately reads the runner's memory (frames, gc) can learn the nonce and forge a "check"
+test's "ok" line; it cannot forge a "value" test, whose expected value is not in its process.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +68,6 @@ class Task:
     prefix: str = ""
     reference: str | None = None
     source: str = "native"
-    meta: dict[str, Any] = field(default_factory=dict)
 
     def public(self) -> dict[str, str]:
         """Everything the policy may see. The hidden tests are never in it."""
