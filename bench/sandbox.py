@@ -1,6 +1,7 @@
 """Sandbox overhead: median wall time per execution of ``pass`` under each available backend against the
-bare interpreter (same binary and flags), interleaved so machine load hits all alike; and executions per
-second through the worker pool. Prints one JSON line.
+bare interpreter (same binary and flags), interleaved in shuffled order so machine load hits all alike,
+plus the mean CPU time per execution (which, unlike wall time, does not grow with other processes' load);
+and executions per second through the worker pool. Prints one JSON line.
 
     .venv/bin/python bench/sandbox.py [--runs 60] [--pool-runs 200] [--workers N]
 """
@@ -11,6 +12,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -22,10 +24,15 @@ from rewardlens.sandbox.core import default_python
 from rewardlens.sandbox.tasks import Task, run_tasks
 
 
-def _timed(fn) -> float:
+def _timed(fn) -> tuple[float, float]:
+    """(wall ms, CPU ms of the processes it started and reaped, the sandbox's own helpers included)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     fn()
-    return (time.perf_counter() - start) * 1000.0
+    wall = (time.perf_counter() - start) * 1000.0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000.0
+    return wall, cpu
 
 
 def main() -> int:
@@ -58,15 +65,21 @@ def main() -> int:
     runners = {**{name: (run_bare, argv) for name, argv in bare.items()},
                **{name: (run_sandboxed, sb) for name, sb in variants.items()}}
     times: dict[str, list[float]] = {name: [] for name in runners}
+    cpu: dict[str, list[float]] = {name: [] for name in runners}
     rng = random.Random(0)
     for _ in range(args.runs):
         order = list(runners)
         rng.shuffle(order)  # no variant always follows another's cleanup work
         for name in order:
             fn, arg = runners[name]
-            times[name].append(_timed(lambda fn=fn, arg=arg: fn(arg)))
+            wall, used = _timed(lambda fn=fn, arg=arg: fn(arg))
+            times[name].append(wall)
+            cpu[name].append(used)
     median = {name: statistics.median(ts) for name, ts in times.items()}
     base = median[next(iter(bare))]
+    # Wall time under contention also counts waits for a CPU at each process hand-off (the sandbox has a
+    # few more); CPU time is the work itself, so it does not grow with other processes' load.
+    cpu_mean = {name: statistics.fmean(us) for name, us in cpu.items()}
 
     preferred = next(iter(variants))
     sb = variants[preferred]
@@ -83,9 +96,12 @@ def main() -> int:
         "bench": "sandbox", "python": python, "runs": args.runs, "euid": os.geteuid(),
         "loadavg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
         "bare_median_ms": {name: round(median[name], 2) for name in bare},
+        "bare_cpu_ms": {name: round(cpu_mean[name], 2) for name in bare},
         "backends": {name: {"layers": list(sb.layers), "median_ms": round(median[name], 2),
                             "overhead_ms": round(median[name] - base, 2),
-                            "p90_ms": round(statistics.quantiles(times[name], n=10)[-1], 2)}
+                            "p90_ms": round(statistics.quantiles(times[name], n=10)[-1], 2),
+                            "cpu_ms": round(cpu_mean[name], 2),
+                            "cpu_overhead_ms": round(cpu_mean[name] - cpu_mean[next(iter(bare))], 2)}
                      for name, sb in variants.items()},
         "pool": {"backend": preferred, "workers": args.workers, "executions": args.pool_runs,
                  "executions_per_s": round(args.pool_runs / pool_wall, 1),
