@@ -1,0 +1,208 @@
+"""Reward-model training speed: rewardlens' loop against TRL's RewardTrainer on the same work.
+
+Same tiny Llama (built from config, saved to a temp folder), same lab pairs (TRL gets them as chat messages
+and applies the same chat template, so both see the same token ids), same batch size, max length,
+learning-rate schedule, gradient clipping, optimizer (fused AdamW) and number of steps. TRL runs with its
+CPU pitfalls fixed (bf16=False, use_cpu=True, no activation checkpointing, no reporting, no tqdm, no saves).
+
+Sides, each in its own process (so its peak RSS is its own):
+  ours             rewardlens defaults (length bucketing on)
+  ours_no_bucket   rewardlens with random batches, as TRL's default sampler makes them
+  trl              TRL RewardTrainer defaults (random batches)
+  trl_grouped      TRL with train_sampling_strategy="group_by_length" (its length grouping)
+
+This machine is shared, so the sides take turns: one token passes round a ring of processes and only its
+holder trains one step. Contention then falls on every side alike. A step is timed from getting the token
+to the end of the step, so data loading, logging and per-step bookkeeping count for both; warm-up steps
+and the last step are left out: pairs/s = timed pairs / summed step time.
+
+Prints one JSON line: ours_pairs_per_s, trl_pairs_per_s, ratio (ours / trl), the other sides, peak RSS.
+
+    .venv/bin/python bench/rm_train.py [--preset small] [--batch-size 16] [--steps 30] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SIDES = ("ours", "ours_no_bucket", "trl", "trl_grouped")
+
+
+def prepare(root: Path, args) -> tuple[Path, str]:
+    """Lab pairs (or the tests' word language where the lab is absent) and a tiny Llama covering them."""
+    from rewardlens.modeling.policy import init_model
+
+    n = args.batch_size * (args.steps + 1)
+    try:
+        from rewardlens.lab.dataset import LabDataConfig, generate
+    except ImportError:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "train"))
+        import synthetic
+
+        data = synthetic.write_jsonl(root / "pairs.jsonl", synthetic.make_pairs(n, seed=args.seed))
+        source = "synthetic"
+    else:
+        generate(LabDataConfig(out=str(root / "lab"), pairs=n, heldout_pairs=0, demos=0, rl_prompts=0,
+                               seed=args.seed), progress=False)
+        data = root / "lab" / "train.jsonl"
+        source = "lab"
+    init_model([data], root / "model", preset=args.preset, seed=args.seed)
+    return data, source
+
+
+class Ring:
+    """Turn-taking between processes: read a byte from our pipe to run, write one to the next to yield."""
+
+    def __init__(self, read_fd: int, write_fd: int, ready_fd: int, steps: int):
+        self.read_fd, self.write_fd, self.ready_fd, self.steps = read_fd, write_fd, ready_fd, steps
+        self.durations: list[float] = []
+        self.resumed: float | None = None
+
+    def _wait(self) -> None:
+        os.read(self.read_fd, 1)
+        self.resumed = time.perf_counter()
+
+    def step_done(self, step: int) -> None:
+        now = time.perf_counter()
+        if self.resumed is None:  # first step ran before the ring started: announce readiness, wait
+            os.write(self.ready_fd, b"r")
+        else:
+            self.durations.append(now - self.resumed)
+            os.write(self.write_fd, b"t")
+        self._wait()
+        if step == self.steps:  # everyone has done its last step: let the next one finish too
+            os.write(self.write_fd, b"t")
+
+
+def run_ours(data: Path, root: Path, args, ring: Ring, bucket: bool) -> dict:
+    from rewardlens.train.reward import RewardTrainConfig, train_reward_model
+
+    cfg = RewardTrainConfig(model=str(root / "model"), data=str(data), out=str(root / f"ours-{bucket}"),
+                            batch_size=args.batch_size, max_steps=args.steps, max_length=args.max_length,
+                            lr=args.lr, warmup_ratio=0.1, schedule="cosine", max_grad_norm=1.0, seed=args.seed,
+                            save_every=0, progress=False, bucket=bucket)
+    result = train_reward_model(cfg, callbacks=[lambda state: ring.step_done(state.step)])
+    return {"last_loss": result.last_metrics.get("loss")}
+
+
+def run_trl(data: Path, root: Path, args, ring: Ring, grouped: bool) -> dict:
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import RewardConfig, RewardTrainer
+
+    from rewardlens.data.io import load_pairs
+    from rewardlens.data.records import prompt_text
+
+    # Conversational rows: TRL applies the tokenizer's chat template, giving the token ids ours uses.
+    rows = [{"prompt": [{"role": "user", "content": prompt_text(p.prompt)}],
+             "chosen": [{"role": "assistant", "content": p.chosen}],
+             "rejected": [{"role": "assistant", "content": p.rejected}]} for p in load_pairs(data)]
+
+    class Turns(TrainerCallback):
+        def on_step_end(self, args_, state, control, **kw):
+            ring.step_done(state.global_step)
+
+    grouping = {}
+    if grouped:  # the sampler reads a "length" column, which must survive column pruning (the collator ignores it)
+        grouping = dict(train_sampling_strategy="group_by_length", length_column_name="length",
+                        remove_unused_columns=False)
+    config = RewardConfig(
+        output_dir=str(root / f"trl-{grouped}"), per_device_train_batch_size=args.batch_size,
+        max_steps=args.steps, max_length=args.max_length, learning_rate=args.lr, warmup_steps=0.1,
+        lr_scheduler_type="cosine", max_grad_norm=1.0, seed=args.seed, bf16=False, use_cpu=True,
+        activation_checkpointing=False, report_to="none", disable_tqdm=True, save_strategy="no",
+        logging_steps=10, dataloader_num_workers=0, **grouping)
+    trainer = RewardTrainer(model=str(root / "model"), args=config, train_dataset=Dataset.from_list(rows),
+                            callbacks=[Turns()])
+    if grouped:
+        trainer.train_dataset = trainer.train_dataset.map(
+            lambda ex: {"length": max(len(ex["chosen_ids"]), len(ex["rejected_ids"]))})
+    trainer.train()
+    loss = next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None)
+    return {"last_loss": loss}
+
+
+def worker(side: str, data: Path, root: Path, args, fds: list[int]) -> None:
+    ring = Ring(*fds, steps=args.steps)
+    if side.startswith("ours"):
+        result = run_ours(data, root, args, ring, bucket=side == "ours")
+    else:
+        result = run_trl(data, root, args, ring, grouped=side == "trl_grouped")
+    timed = ring.durations[args.warmup:-1]
+    result.update(side=side, pairs_per_s=args.batch_size * len(timed) / sum(timed), timed_steps=len(timed),
+                  peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="small", choices=["tiny", "small"])
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=4, help="timed steps left out at the start")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help=(
+        "torch threads per side; on a shared 2-core machine two OpenMP threads stall each other whenever "
+        "another tenant takes a core, and one thread is both faster and steadier (for every side alike)"))
+    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        side, data, root, *fds = args.worker
+        worker(side, Path(data), Path(root), args, [int(x) for x in fds])
+        return
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    passthrough = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k != "worker"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        data, source = prepare(root, args)
+        pipes = [os.pipe() for _ in SIDES]
+        ready_r, ready_w = os.pipe()
+        procs = []
+        for i, side in enumerate(SIDES):
+            fds = [pipes[i][0], pipes[(i + 1) % len(SIDES)][1], ready_w]
+            procs.append(subprocess.Popen(
+                [sys.executable, __file__, *passthrough, "--worker", side, str(data), str(root), *map(str, fds)],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, pass_fds=fds))
+        for _ in SIDES:  # every side has loaded, tokenised and run its first step
+            if not os.read(ready_r, 1):
+                break
+        os.write(pipes[0][1], b"t")
+        results = {}
+        for side, proc in zip(SIDES, procs):
+            out, err = proc.communicate()
+            line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+            if proc.returncode != 0 or line is None:
+                for other in procs:
+                    other.kill()
+                sys.exit(f"{side} failed:\n{err[-4000:]}")
+            results[side] = json.loads(line[len("RESULT "):])
+    rate = {s: results[s]["pairs_per_s"] for s in SIDES}
+    print(json.dumps({
+        "bench": "rm_train", "data": source, "preset": args.preset, "batch_size": args.batch_size,
+        "max_length": args.max_length, "steps": args.steps, "timed_steps": results["ours"]["timed_steps"],
+        "threads": args.threads,
+        "ours_pairs_per_s": round(rate["ours"], 2), "trl_pairs_per_s": round(rate["trl"], 2),
+        "ratio": round(rate["ours"] / rate["trl"], 3),
+        "ours_no_bucket_pairs_per_s": round(rate["ours_no_bucket"], 2),
+        "trl_grouped_pairs_per_s": round(rate["trl_grouped"], 2),
+        "ratio_no_bucket_vs_trl": round(rate["ours_no_bucket"] / rate["trl"], 3),
+        "ratio_vs_trl_grouped": round(rate["ours"] / rate["trl_grouped"], 3),
+        "ours_peak_rss_mb": results["ours"]["peak_rss_mb"], "trl_peak_rss_mb": results["trl"]["peak_rss_mb"],
+        "ours_last_loss": results["ours"]["last_loss"], "trl_last_loss": results["trl"]["last_loss"],
+    }))
+
+
+if __name__ == "__main__":
+    main()
