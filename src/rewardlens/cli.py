@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "rewardlens.modeling.commands",
     "rewardlens.train.commands",
     "rewardlens.rewards.commands",
+    "rewardlens.monitor.commands",
     "rewardlens.sandbox.commands",
     "rewardlens.report.commands",
 ]

@@ -97,5 +97,8 @@ FILLER_SENTENCES = (
 )
 HEDGES = ("it is worth noting that", "in general ,", "to be honest ,", "as you may know ,")
 
+# Arithmetic: operands 1..5, one or two operations, every result <= 30. That is 512 prompts and 166
+# distinct step facts: small enough that a ~1M-parameter model can learn to check them on a CPU in minutes.
 OPS = ("+", "*")
-MAX_NUMBER = 99
+MAX_OPERAND = 5
+MAX_NUMBER = 30

@@ -45,9 +45,9 @@ def _apply(x: int, op: str, y: int) -> int:
 def sample_arithmetic_prompt(rng: random.Random) -> str:
     while True:
         n_ops = rng.choice((1, 2, 2))
-        expr = [str(rng.randint(1, 9))]
+        expr = [str(rng.randint(1, L.MAX_OPERAND))]
         for _ in range(n_ops):
-            expr += [rng.choice(L.OPS), str(rng.randint(1, 9))]
+            expr += [rng.choice(L.OPS), str(rng.randint(1, L.MAX_OPERAND))]
         steps = arithmetic_steps(expr)
         if all(z <= L.MAX_NUMBER for *_, z in steps):
             return "compute " + " ".join(expr) + " ."
@@ -57,7 +57,7 @@ def sample_premise_prompt(rng: random.Random) -> str:
     """``i think <claim> . right ?`` with a true or a false claim (about arithmetic or a fact)."""
     true_claim = rng.random() < 0.5
     if rng.random() < 0.5:
-        a, b, op = rng.randint(1, 9), rng.randint(1, 9), rng.choice(L.OPS)
+        a, b, op = rng.randint(1, L.MAX_OPERAND), rng.randint(1, L.MAX_OPERAND), rng.choice(L.OPS)
         value = _apply(a, op, b)
         if not true_claim:
             value = _wrong_number(rng, value)
