@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "rewardlens.monitor.commands",
     "rewardlens.sandbox.commands",
     "rewardlens.report.commands",
+    "rewardlens.quickstart",
 ]
 
 _groups: dict[tuple[int, str], argparse._SubParsersAction] = {}

@@ -67,11 +67,44 @@ class RewardTrainConfig(LoopConfig):
         "help": "reward centering coefficient, adds coef·(r_c + r_r)² (Eisenstein et al. 2023); 0 = off"})
     max_length: int = field(default=512, metadata={"help": "tokens per (prompt, response); longer ones keep their end"})
     lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
+    # Ensembles (Coste et al. 2023): K members on different data subsets and seeds, aggregated conservatively.
+    members: int = field(default=1, metadata={
+        "help": "ensemble members K; 1 trains one reward model, K > 1 writes an ensemble folder (ensemble.json) "
+                "that loads as one reward model; under torchrun the independent/lora members fan out, one per process"})
+    ensemble_form: Literal["independent", "shared", "lora"] = field(default="independent", metadata={
+        "help": "independent: K full models (most diverse, K x the scoring cost); shared: one backbone with K "
+                "heads (about one model's cost); lora: K LoRA adapters with their own heads on one frozen base "
+                "(needs peft)"})
+    subset: Literal["bootstrap", "disjoint", "full"] = field(default="bootstrap", metadata={
+        "help": "each member's pairs: bootstrap (N draws with replacement), disjoint (a 1/K shard), full (all "
+                "pairs; members differ by seed only)"})
+    lora_rank: int = field(default=8, metadata={"help": "lora form: adapter rank r"})
+    lora_alpha: float = field(default=16.0, metadata={"help": "lora form: adapter scale alpha (update = alpha/r * BA)"})
+    aggregator: Literal["mean", "min", "mean_minus_std", "quantile"] = field(default="min", metadata={
+        "help": "the ensemble's default aggregate of normalised member rewards: mean, min (worst case), "
+                "mean_minus_std (mean - lam * std) or quantile (the q-quantile)"})
+    lam: float = field(default=1.0, metadata={"help": "mean_minus_std: weight of the members' std"})
+    quantile: float = field(default=0.25, metadata={"help": "quantile aggregator: q in [0, 1] (0 = min)"})
+    reference_size: int = field(default=1000, metadata={
+        "help": "responses from the training pairs on which each member's reward mean/std is measured "
+                "(saved in ensemble.json; members are put on one scale before aggregating)"})
 
     def validate(self) -> None:
         super().validate()
         if self.max_length < 8:
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+        if self.members < 1:
+            raise ValueError(f"members must be at least 1, got {self.members}")
+        if self.members > 1 and self.loss == "multi":
+            raise ValueError("ensembles of multi-objective reward models are not supported: use loss bt, soft or margin")
+        if self.members > 1 and self.ensemble_form == "shared" and self.loss == "margin":
+            raise ValueError("the shared form trains its heads with (soft) BT: use loss bt or soft")
+        if self.lora_rank < 1 or self.lora_alpha <= 0:
+            raise ValueError(f"lora_rank must be at least 1 and lora_alpha positive, got {self.lora_rank}, {self.lora_alpha}")
+        if self.lam < 0 or not 0 <= self.quantile <= 1:
+            raise ValueError(f"need lam >= 0 and 0 <= quantile <= 1, got {self.lam}, {self.quantile}")
+        if self.reference_size < 2:
+            raise ValueError(f"reference_size must be at least 2, got {self.reference_size}")
         if self.center_coef < 0:
             raise ValueError(f"center_coef must not be negative, got {self.center_coef}")
         if self.eval_every < 0:

@@ -7,6 +7,7 @@ the model in one forward pass, dynamically padded.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -118,14 +119,22 @@ def _load_pairs(path: str, field_name: str) -> list[PreferencePair]:
     return pairs
 
 
-def train_reward_model(cfg: RewardTrainConfig, callbacks=()) -> LoopResult:
-    """Train, then save to ``cfg.out``: model + tokenizer (safetensors), rewardlens.json, config.yaml, metrics."""
+def train_reward_model(cfg: RewardTrainConfig, callbacks=(), *, pairs: list[PreferencePair] | None = None,
+                       member_weights: dict[str, Sequence[float]] | None = None,
+                       wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> LoopResult:
+    """Train, then save to ``cfg.out``: model + tokenizer (safetensors), rewardlens.json, config.yaml, metrics.
+
+    For ensembles (``rewardlens.train.ensemble``): ``pairs`` replaces reading ``cfg.data`` (a member's subset);
+    ``member_weights`` {head: per-pair weight} trains one output per head, each a soft-BT loss on the pair's
+    label weighted by that head's weights (a shared backbone with K heads); ``wrap_model`` replaces the
+    loaded model before training (e.g. with LoRA adapters).
+    """
     from accelerate.utils import set_seed
 
     out = Path(cfg.out)
     acc = make_accelerator(cfg)
     start_run(acc, cfg, out)
-    pairs = _load_pairs(cfg.data, "data")
+    pairs = _load_pairs(cfg.data, "data") if pairs is None else pairs
     eval_pairs = _load_pairs(cfg.eval_data, "eval_data") if cfg.eval_data else None
     aspects = resolve_aspects(cfg, pairs)
     try:
@@ -133,6 +142,13 @@ def train_reward_model(cfg: RewardTrainConfig, callbacks=()) -> LoopResult:
     except ValueError as e:
         raise InputError(str(e), field="aspect_weights") from None
     targets = pair_targets(pairs, cfg.loss, aspects, cfg.data)
+    loss, kind = cfg.loss, "reward_model"
+    if member_weights:
+        # Head k's label is the pair's preference (1 for bt), masked by how often member k drew the pair.
+        aspects, loss, kind = list(member_weights), "multi", "ensemble_heads"
+        labels = [p.preference if cfg.loss == "soft" else 1.0 for p in pairs]
+        columns = list(zip(*member_weights.values()))
+        targets = [[y] * len(aspects) + [float(w) for w in ws] for y, ws in zip(labels, columns)]
 
     tokenizer = load_tokenizer(cfg.model)
     set_seed(cfg.seed)  # the new head's initialisation
@@ -142,19 +158,22 @@ def train_reward_model(cfg: RewardTrainConfig, callbacks=()) -> LoopResult:
                                         if id2label else {}))
     pad_id = ensure_pad_token(tokenizer, model)
     disable_dropout(model)
+    if wrap_model is not None:
+        model = wrap_model(model)
     examples, lengths, truncated = encode_examples(tokenizer, pairs, targets, cfg.max_length)
     if truncated and acc.is_main_process:
         print(f"note: {truncated} of {2 * len(pairs)} sequences cut to max_length={cfg.max_length} tokens")
 
-    info = RewardModelInfo(aspects=aspects, aspect_weights=weights, loss=cfg.loss, max_length=cfg.max_length,
-                           prompt_format=prompt_format(tokenizer), base_model=str(cfg.model))
+    info = RewardModelInfo(kind=kind, aspects=aspects, aspect_weights=weights, loss=cfg.loss,
+                           max_length=cfg.max_length, prompt_format=prompt_format(tokenizer),
+                           base_model=str(cfg.model))
     evaluate = None
     if eval_pairs:
         def evaluate(m):
             chosen, rejected = HFRewardModel(m, tokenizer, info, batch_size=2 * cfg.batch_size).score_pairs(eval_pairs)
             return {"accuracy": round(float((chosen.reward > rejected.reward).float().mean()), 6)}
 
-    loss_fn = make_loss_fn(cfg.loss, cfg.center_coef, is_decoder_only(model.config), len(aspects or ()))
+    loss_fn = make_loss_fn(loss, cfg.center_coef, is_decoder_only(model.config), len(aspects or ()))
     result = fit(acc, model, examples, lengths, make_collate(pad_id), loss_fn, cfg, out, callbacks=callbacks,
                  evaluate=evaluate, eval_every=cfg.eval_every, desc="rm train")
     if acc.is_main_process:
