@@ -29,7 +29,9 @@ class LoopConfig:
     save_every: int = field(default=100, metadata={"help": "checkpoint every N steps (and at the end); 0 = only at the end"})
     keep_checkpoints: int = field(default=1, metadata={"help": "how many recent checkpoints to keep"})
     log_every: int = field(default=10, metadata={"help": "bring metrics to the CPU every N steps (each step still gets a line)"})
-    resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in the output folder"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue from the latest checkpoint in the output folder (without it, a new run replaces "
+                "the checkpoints and metrics found there)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
     cpu: bool = field(default=False, metadata={"help": "train on the CPU even when a GPU is present"})
     mixed_precision: Literal["no", "bf16", "fp16"] = field(default="no", metadata={"help": "autocast precision"})

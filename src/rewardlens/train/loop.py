@@ -126,12 +126,20 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
         return torch.optim.AdamW(groups, lr=lr)
 
 
+def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints (``step-N`` folders with their loop state), oldest first."""
+    found = []
+    for p in (run_dir / CHECKPOINTS).glob("step-*"):
+        n = p.name.split("-", 1)[1]
+        if n.isdigit() and (p / LOOP_STATE).is_file():
+            found.append((int(n), p))
+    return sorted(found)
+
+
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The most recent complete checkpoint (``step-N`` with its loop state), or None."""
-    root = Path(run_dir) / CHECKPOINTS
-    found = [(int(p.name.split("-", 1)[1]), p) for p in root.glob("step-*")
-             if p.name.split("-", 1)[1].isdigit() and (p / LOOP_STATE).is_file()]
-    return max(found)[1] if found else None
+    """The most recent complete checkpoint, or None."""
+    found = _checkpoints(Path(run_dir))
+    return found[-1][1] if found else None
 
 
 def _save_checkpoint(acc, run_dir: Path, step: int, keep: int) -> None:
@@ -154,8 +162,7 @@ def _save_checkpoint(acc, run_dir: Path, step: int, keep: int) -> None:
         write_json_atomic(tmp / LOOP_STATE, {"step": step})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)  # a checkpoint exists complete or not at all
-        old = sorted((int(p.name.split("-", 1)[1]), p) for p in root.glob("step-*") if p.name.split("-", 1)[1].isdigit())
-        for _, p in old[:-keep]:
+        for _, p in _checkpoints(run_dir)[:-keep]:
             shutil.rmtree(p, ignore_errors=True)
     acc.wait_for_everyone()
 
@@ -265,7 +272,8 @@ def fit(acc, model: torch.nn.Module, examples: Sequence[Any], lengths: Sequence[
                 loss, m = loss_fn(model, batch)
                 acc.backward(loss / cfg.grad_accum if cfg.grad_accum > 1 else loss)
             for k, v in m.items():
-                values[k] = v.detach() / cfg.grad_accum + values.get(k, 0)
+                v = v.detach() if cfg.grad_accum == 1 else v.detach() / cfg.grad_accum
+                values[k] = values[k] + v if k in values else v
             seen += len(idx) * world
         if cfg.max_grad_norm:
             values["grad_norm"] = acc.clip_grad_norm_(params, cfg.max_grad_norm)
