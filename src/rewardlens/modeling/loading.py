@@ -66,17 +66,32 @@ def load_causal_lm(name: str | os.PathLike, field: str = "model", **kwargs):
 
 def load_sequence_classifier(name: str | os.PathLike, num_labels: int | None = None, field: str = "model",
                              **kwargs):
-    """``AutoModelForSequenceClassification``: a reward folder as saved, or any backbone with a new head.
+    """A reward model: a folder as ``rm train`` saved it, or any backbone given a new head of ``num_labels``.
 
-    With ``num_labels`` a head of that width is created when the checkpoint has none (a causal LM or an
-    encoder folder). Loaded in float32 unless ``dtype`` says otherwise, as reward heads train best in it.
+    ``AutoModelForSequenceClassification`` where transformers has a class for the architecture; otherwise
+    the backbone (``AutoModel``) with our linear head (``modeling.heads``). Loaded in float32 unless
+    ``dtype`` says otherwise, as reward heads train best in it. Extra ``kwargs`` (``id2label``) go to the config.
     """
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
-    if num_labels is not None:
-        kwargs["num_labels"] = num_labels
+    from rewardlens.modeling.heads import HEAD_FILE, BackboneRewardModel
+
     kwargs.setdefault("dtype", torch.float32)
-    return _load(AutoModelForSequenceClassification, str(name), field, **kwargs)
+    source = check_model_source(name, field)
+    if Path(source, HEAD_FILE).is_file():
+        return _load(BackboneRewardModel, str(name), field, dtype=kwargs["dtype"])
+    config = _load(AutoConfig, str(name), field)
+    if config.model_type in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        if num_labels is not None:
+            kwargs["num_labels"] = num_labels
+        return _load(AutoModelForSequenceClassification, str(name), field, **kwargs)
+    labels = {k: kwargs.pop(k) for k in ("id2label", "label2id") if k in kwargs}
+    backbone = _load(AutoModel, str(name), field, **kwargs)
+    backbone.config.num_labels = num_labels or 1
+    for key, value in labels.items():
+        setattr(backbone.config, key, value)
+    return BackboneRewardModel(backbone, num_labels=num_labels or 1)
 
 
 def is_decoder_only(config) -> bool:

@@ -48,7 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = rm.add_parser(
         "train", help="train a reward model on preference pairs",
         description="Train a reward model from any HF model folder or hub name (a causal LM, an encoder such "
-                    "as MiniLM, or a reward model) on PreferencePair JSONL. Losses: bt, margin, soft "
+                    "as MiniLM, or a reward model) on PreferencePair JSONL: AutoModelForSequenceClassification, "
+                    "or the backbone with rewardlens' head where transformers has no classifier class for "
+                    "the architecture. Losses: bt, margin, soft "
                     "(vote fractions), multi (one output per aspect). Runs unchanged under torchrun / "
                     "accelerate launch. Writes the model (safetensors), rewardlens.json, config.yaml, "
                     "metrics.jsonl and checkpoints/ to --out; --resume continues an interrupted run.")

@@ -1,4 +1,5 @@
-"""Reward-model training: any HF model folder or name -> a sequence-classification reward model.
+"""Reward-model training: any HF model folder or name -> a sequence-classification reward model
+(``AutoModelForSequenceClassification``, or the backbone plus our head, see ``modeling.heads``).
 
 Losses: Bradley-Terry, BT with margin, soft-label BT from vote fractions, multi-objective (one output per
 aspect), each optionally with reward centering (see ``rewardlens.losses``). Chosen and rejected go through
