@@ -26,7 +26,8 @@ def trained(lang, tmp_path_factory):
     """One BT reward model trained through the CLI, shared by the tests that only read it."""
     out = tmp_path_factory.mktemp("rm") / "rm"
     code = main(["rm", "train", "--model", str(lang["model"]), "--data", str(lang["train"]), "--out", str(out),
-                 "--eval-data", str(lang["heldout"]), "--epochs", "3", "--lr", "2e-3", "--no-progress"])
+                 "--eval-data", str(lang["heldout"]), "--eval-every", "16", "--epochs", "3", "--lr", "2e-3",
+                 "--no-progress"])
     assert code == 0
     return out
 
@@ -35,6 +36,7 @@ def test_rm_train_learns_the_preference_and_writes_the_run(trained):
     rows = _rows(trained / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(1, 49))  # 256 pairs / 16 per batch * 3 epochs
     assert {"loss", "accuracy", "margin", "lr", "grad_norm"} <= set(rows[0])
+    assert [r["step"] for r in rows if "eval_accuracy" in r] == [16, 32, 48]
     assert rows[-1]["eval_accuracy"] >= 0.9
     assert sum(r["loss"] for r in rows[-8:]) < sum(r["loss"] for r in rows[:8])
     info = json.loads((trained / "rewardlens.json").read_text())

@@ -102,7 +102,7 @@ class HFRewardModel(RewardModel):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the model may be mid-training (evaluation during rm train)
     def _logits(self, seqs: Sequence[Sequence[int]]) -> torch.Tensor:
         """[N, num_labels] for token sequences, longest first in batches (less padding), in input order."""
         was_training = self.model.training
