@@ -21,9 +21,25 @@ def _rm_train(args: argparse.Namespace) -> int:
     from rewardlens.train.reward import train_reward_model
 
     cfg = config_from_args(RewardTrainConfig, args)
+    if cfg.members > 1:
+        return _rm_train_ensemble(cfg)
     result = train_reward_model(cfg)
     if result.model is not None and _is_main():
         print(_summary(result, cfg.out))
+    return 0
+
+
+def _rm_train_ensemble(cfg: RewardTrainConfig) -> int:
+    from rewardlens.train.ensemble import train_ensemble
+
+    run = train_ensemble(cfg)
+    if run.spec is not None:
+        for m in run.members:
+            metrics = " ".join(f"{k}={m[k]:.4g}" for k in ("loss", "accuracy", "eval_accuracy") if k in m)
+            print(f"member {m['name']}: seed {m['seed']}, {m['distinct_pairs']} distinct pairs, {m['steps']} steps, "
+                  f"{m['seconds']:.1f} s; last step {metrics}")
+        print(f"wrote {run.out}: {run.spec.k}-member {run.spec.form} ensemble (default aggregator "
+              f"{run.spec.aggregator}); load it as one reward model: rewardlens rm eval --model {run.out} ...")
     return 0
 
 
@@ -53,7 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "the architecture. Losses: bt, margin, soft "
                     "(vote fractions), multi (one output per aspect). Runs unchanged under torchrun / "
                     "accelerate launch. Writes the model (safetensors), rewardlens.json, config.yaml, "
-                    "metrics.jsonl and checkpoints/ to --out; --resume continues an interrupted run.")
+                    "metrics.jsonl and checkpoints/ to --out; --resume continues an interrupted run. "
+                    "--members K > 1 trains an ensemble (forms: independent, shared heads, LoRA) on bootstrap "
+                    "or disjoint subsets with one seed each, saved as one folder that loads as one reward "
+                    "model (ensemble.json).")
     add_config_args(p, RewardTrainConfig)
     p.set_defaults(func=_rm_train)
 
