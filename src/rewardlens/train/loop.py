@@ -91,7 +91,8 @@ def batch_plan(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, w
     if bucket:
         lens = np.asarray(lengths)
         chunk = global_bs * 64
-        order = np.concatenate([c[np.argsort(lens[c], kind="stable")] for c in np.array_split(order, range(chunk, len(order), chunk))])
+        chunks = np.array_split(order, range(chunk, len(order), chunk))
+        order = np.concatenate([c[np.argsort(lens[c], kind="stable")] for c in chunks])
     batches = [order[i:i + global_bs] for i in range(0, len(order), global_bs)]
     if bucket:
         batches = [batches[i] for i in rng.permutation(len(batches))]
