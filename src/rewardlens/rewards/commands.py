@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 from rewardlens.cli import group
 from rewardlens.config import add_config_args, config_from_args
@@ -21,6 +23,10 @@ class RMEvalConfig:
     fail_on_bars: bool = field(default=False, metadata={"help": "exit with 1 when a bar fails"})
     batch_size: int = field(default=64, metadata={"help": "scoring batch size"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda if available)"})
+    aggregator: Literal["mean", "min", "mean_minus_std", "quantile"] | None = field(default=None, metadata={
+        "help": "ensembles: aggregate of the normalised members (default: the one saved in ensemble.json)"})
+    lam: float | None = field(default=None, metadata={"help": "ensembles, mean_minus_std: weight of the std"})
+    quantile: float | None = field(default=None, metadata={"help": "ensembles, quantile aggregator: q in [0, 1]"})
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,20 +36,32 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Evaluate a reward model on held-out pairs like a classifier: accuracy overall, per "
                     "difficulty bucket (from the record, or derived from vote agreement), per aspect and per "
                     "source; expected calibration error of sigmoid(reward difference); and the bars "
-                    "easy >= 0.90 and hard >= 0.60, printed as PASS/FAIL.")
+                    "easy >= 0.90 and hard >= 0.60, printed as PASS/FAIL. For an ensemble folder also each "
+                    "member's accuracy, the aggregate's, the members' disagreement (std) per difficulty "
+                    "bucket and its AUROC for predicting an error of the aggregate.")
     add_config_args(p, RMEvalConfig)
     p.set_defaults(func=_eval)
 
 
 def _eval(args: argparse.Namespace) -> int:
     from rewardlens.data.io import load_pairs
+    from rewardlens.errors import InputError
     from rewardlens.io import write_json_atomic
     from rewardlens.rewards.evaluation import Bars, evaluate, format_report
     from rewardlens.rewards.loading import load_reward_model
 
     cfg = config_from_args(RMEvalConfig, args)
     pairs = load_pairs(cfg.data)
-    rm = load_reward_model(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+    if (Path(cfg.model) / "ensemble.json").is_file():
+        from rewardlens.rewards.ensemble import EnsembleRewardModel
+
+        rm = EnsembleRewardModel.from_pretrained(cfg.model, aggregator=cfg.aggregator, lam=cfg.lam, q=cfg.quantile,
+                                                 device=cfg.device, batch_size=cfg.batch_size)
+    elif cfg.aggregator is not None or cfg.lam is not None or cfg.quantile is not None:
+        raise InputError("aggregator, lam and quantile apply to ensemble folders (with ensemble.json) only",
+                         path=cfg.model, field="aggregator")
+    else:
+        rm = load_reward_model(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
     report = evaluate(rm, pairs, Bars(easy=cfg.easy_bar, hard=cfg.hard_bar))
     result = {"model": cfg.model, "data": cfg.data, **report.to_dict()}
     if cfg.out:

@@ -57,6 +57,21 @@ def _accuracy(margins: torch.Tensor) -> float:
     return ((margins > 0).double() + 0.5 * (margins == 0).double()).mean().item()
 
 
+def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Area under the ROC curve of ``scores`` as a predictor of ``labels`` (true = positive): the probability
+    that a random positive scores above a random negative, ties counting half, i.e. the Mann-Whitney
+    U / (n_pos * n_neg) from average ranks. NaN when either class is empty."""
+    labels = labels.bool().flatten()
+    n_pos = int(labels.sum())
+    n_neg = labels.numel() - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    _, inverse, counts = torch.unique(scores.double().flatten(), return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()
+    ranks = (ends - (counts.double() - 1) / 2)[inverse]  # 1-based; tied scores share their average rank
+    return ((ranks[labels].sum().item() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 @dataclass
 class PairScores:
     chosen: Scores
@@ -84,6 +99,7 @@ class EvalReport:
     by_source: dict[str, dict] = field(default_factory=dict)
     bars: dict[str, dict] = field(default_factory=dict)
     difficulty_origin: str = "record"
+    ensemble: dict | None = None  # per-member accuracy, aggregate, uncertainty by difficulty (ensembles only)
 
     @property
     def passed(self) -> bool:
@@ -92,7 +108,8 @@ class EvalReport:
     def to_dict(self) -> dict:
         return {"n": self.n, "accuracy": self.accuracy, "ece": self.ece, "mean_margin": self.mean_margin,
                 "by_difficulty": self.by_difficulty, "by_aspect": self.by_aspect, "by_source": self.by_source,
-                "bars": self.bars, "difficulty_origin": self.difficulty_origin, "passed": self.passed}
+                "bars": self.bars, "difficulty_origin": self.difficulty_origin, "passed": self.passed,
+                **({"ensemble": self.ensemble} if self.ensemble is not None else {})}
 
 
 def evaluate(rm: RewardModel, pairs: Sequence[PreferencePair], bars: Bars = Bars(),
@@ -136,7 +153,41 @@ def evaluate(rm: RewardModel, pairs: Sequence[PreferencePair], bars: Bars = Bars
     for name, bar in (("easy", bars.easy), ("hard", bars.hard)):
         got = report.by_difficulty.get(name, {}).get("accuracy")
         report.bars[name] = {"bar": bar, "accuracy": got, "passed": None if got is None else got >= bar}
+    if scores.chosen.members is not None and scores.chosen.members.shape[0] > 1:
+        report.ensemble = ensemble_section(rm, scores, buckets)
     return report
+
+
+def ensemble_section(rm: RewardModel, scores: PairScores, buckets: Sequence[str | None]) -> dict:
+    """How an ensemble's members and aggregate rank the pairs, and whether its disagreement tracks difficulty.
+
+    Two uncertainties per pair: ``margin_std``, the std across members of their margins r_k(chosen) -
+    r_k(rejected) (disagreement about this comparison), and ``response_std``, the mean of the two responses'
+    ``Scores.uncertainty`` (the per-response std that RL sees). For each: its mean per difficulty bucket, and
+    its AUROC as a predictor of an error of the aggregate (aggregate margin <= 0); 0.5 = no signal.
+    """
+    member_margins = scores.chosen.members - scores.rejected.members  # [K, N], normalised rewards
+    k = member_margins.shape[0]
+    names = list(getattr(rm, "member_names", None) or [f"m{i}" for i in range(k)])
+    groups = {b: [i for i, x in enumerate(buckets) if x == b] for b in BUCKETS}
+    groups = {b: idx for b, idx in groups.items() if idx}
+    members = [{"name": name, "accuracy": _accuracy(m), "by_difficulty": {b: _accuracy(m[idx]) for b, idx in groups.items()}}
+               for name, m in zip(names, member_margins)]
+    margins = scores.margins
+    uncertainty = {"margin_std": member_margins.std(dim=0, unbiased=False)}
+    if scores.chosen.uncertainty is not None:
+        uncertainty["response_std"] = (scores.chosen.uncertainty + scores.rejected.uncertainty) / 2
+    error = margins <= 0
+    return {
+        "members": members,
+        "member_mean_accuracy": sum(m["accuracy"] for m in members) / k,
+        "aggregate": {"aggregator": getattr(rm, "aggregator", None), "lam": getattr(rm, "lam", None),
+                      "q": getattr(rm, "q", None), "accuracy": _accuracy(margins),
+                      "by_difficulty": {b: _accuracy(margins[idx]) for b, idx in groups.items()}},
+        "uncertainty": {name: {"mean": u.mean().item(), "by_difficulty": {b: u[idx].mean().item() for b, idx in groups.items()},
+                               "auroc_error": auroc(u, error)} for name, u in uncertainty.items()},
+        "errors": int(error.sum()),
+    }
 
 
 def format_report(report: EvalReport, title: str = "") -> str:
@@ -159,4 +210,24 @@ def format_report(report: EvalReport, title: str = "") -> str:
     for name, bar in report.bars.items():
         verdict = {True: "PASS", False: "FAIL", None: "n/a "}[bar["passed"]]
         lines.append(f"bar {name:<5} >= {pct(bar['bar']).strip():>6}: {verdict}  ({pct(bar['accuracy']).strip()})")
+    if report.ensemble:
+        lines += _format_ensemble(report.ensemble, pct)
     return "\n".join(lines)
+
+
+def _format_ensemble(ens: dict, pct) -> list[str]:
+    agg = ens["aggregate"]
+    how = agg["aggregator"] or "aggregate"
+    how += {"mean_minus_std": f" lam={agg['lam']}", "quantile": f" q={agg['q']}"}.get(agg["aggregator"], "")
+    buckets = [b for b in BUCKETS if b in agg["by_difficulty"]]
+    lines = [f"ensemble of {len(ens['members'])}: members' mean accuracy {pct(ens['member_mean_accuracy']).strip()}, "
+             f"aggregate ({how}) {pct(agg['accuracy']).strip()}",
+             f"{'':<22}{'overall':>8}" + "".join(f"{b:>9}" for b in buckets)]
+    rows = [(f"member {m['name']}", m) for m in ens["members"]] + [(f"aggregate ({agg['aggregator']})", agg)]
+    for label, row in rows:
+        lines.append(f"{label:<22}{pct(row['accuracy']):>8}" + "".join(f"{pct(row['by_difficulty'][b]):>9}" for b in buckets))
+    for name, u in ens["uncertainty"].items():
+        what = {"margin_std": "std of member margins", "response_std": "std of member rewards"}.get(name, name)
+        lines.append(f"uncertainty ({what}): " + "  ".join(f"{b} {u['by_difficulty'][b]:.3f}" for b in buckets)
+                     + f"   AUROC for an aggregate error {u['auroc_error']:.3f}")
+    return lines
