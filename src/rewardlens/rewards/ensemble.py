@@ -187,6 +187,10 @@ class EnsembleRewardModel(RewardModel):
         spec = EnsembleSpec.read(root)
         if aggregator is not None and aggregator not in AGGREGATORS:
             raise InputError(f"unknown aggregator {aggregator!r} (known: {', '.join(AGGREGATORS)})", field="aggregator")
+        if lam is not None and not lam >= 0:
+            raise InputError(f"must be >= 0, got {lam}", field="lam")
+        if q is not None and not 0 <= q <= 1:
+            raise InputError(f"must be in [0, 1], got {q}", field="quantile")
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         loader = {"independent": _load_independent, "shared": _load_shared, "lora": _load_lora}[spec.form]
         forward, tokenizer, info, modules = loader(root, spec, device)
