@@ -1,0 +1,78 @@
+import contextlib
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+
+import synthetic  # noqa: E402
+
+K = 3
+# Small enough for seconds per member; the same settings are used by the torchrun fan-out worker.
+TRAIN = dict(members=K, max_steps=12, batch_size=16, save_every=0, progress=False, reference_size=64, lr=2e-3)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and on a shared 2-core machine two OpenMP threads stall
+    each other whenever another process takes a core (measured here: fixture setup 15 s vs 430 s)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    with _one_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def lang(tmp_path_factory):
+    """Synthetic train/held-out pairs (with difficulty buckets) and a tiny Llama whose tokenizer covers them."""
+    from rewardlens.modeling.policy import init_model
+
+    root = tmp_path_factory.mktemp("ens_lang")
+    heldout = synthetic.make_pairs(128, seed=1)
+    for row in heldout:  # margin 1 is the smallest word-score gap: call it hard
+        row["difficulty"] = {1.0: "hard", 2.0: "medium"}.get(row["margin"], "easy")
+    paths = {"train": synthetic.write_jsonl(root / "train.jsonl", synthetic.make_pairs(256, seed=0)),
+             "heldout": synthetic.write_jsonl(root / "heldout.jsonl", heldout)}
+    init_model(list(paths.values()), root / "tiny", preset="tiny")
+    return {**paths, "model": root / "tiny", "root": root}
+
+
+def train_cfg(lang, out, **kw):
+    from rewardlens.train.config import RewardTrainConfig
+
+    return RewardTrainConfig(**{"model": str(lang["model"]), "data": str(lang["train"]), "out": str(out), **TRAIN, **kw})
+
+
+@pytest.fixture(scope="session")
+def ensembles(lang, tmp_path_factory):
+    """One trained K=3 ensemble per form: shared through the CLI, the others through train_ensemble."""
+    root = tmp_path_factory.mktemp("ensembles")
+    out = {}
+    with _one_thread():  # session fixtures are set up before the module's autouse fixture
+        _train_all(lang, root, out)
+    return out
+
+
+def _train_all(lang, root, out):
+    from rewardlens.cli import main
+    from rewardlens.train.ensemble import train_ensemble
+
+    for form in ("independent", "lora"):
+        out[form] = root / form
+        train_ensemble(train_cfg(lang, out[form], ensemble_form=form, lr=5e-3 if form == "lora" else 2e-3))
+    out["shared"] = root / "shared"
+    code = main(["rm", "train", "--model", str(lang["model"]), "--data", str(lang["train"]), "--out", str(out["shared"]),
+                 "--members", str(K), "--ensemble-form", "shared", "--max-steps", "12", "--batch-size", "16",
+                 "--save-every", "0", "--no-progress", "--reference-size", "64", "--lr", "2e-3"])
+    assert code == 0
