@@ -280,3 +280,14 @@ def _two_pairs(lang, tmp_path):
     path = tmp_path / "two.jsonl"
     path.write_text("".join(lang["train"].read_text().splitlines(keepends=True)[:2]))
     return path
+
+
+def test_lora_mixed_adapter_batch_scores_like_one_pass_per_adapter(ensembles, lang):
+    pairs = load_pairs(lang["heldout"])[:20]
+    prompts, responses = [p.prompt for p in pairs], [p.rejected for p in pairs]
+    sequential = EnsembleRewardModel.from_pretrained(ensembles["lora"], device="cpu").score(prompts, responses)
+    mixed = EnsembleRewardModel.from_pretrained(ensembles["lora"], device="cpu", lora_batching="mixed").score(
+        prompts, responses)
+    torch.testing.assert_close(mixed.members, sequential.members, atol=1e-5, rtol=1e-5)
+    with pytest.raises(InputError, match="must be 'sequential' or 'mixed'"):
+        EnsembleRewardModel.from_pretrained(ensembles["lora"], lora_batching="parallel")

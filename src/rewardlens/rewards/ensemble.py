@@ -9,9 +9,11 @@ An ensemble folder holds ``ensemble.json`` and the members in one of three forms
   shared        ``model/``: one reward-model folder whose K outputs are the members (one backbone, K heads):
                 one forward pass, so about one model's cost; members differ only in their heads.
   lora          ``base/`` (the frozen backbone with a reward head) and ``adapters/m0/`` ... (peft LoRA
-                adapters, each with its own head). Scored in one mixed-adapter batch (peft ``adapter_names``):
-                one call, but every adapter still runs the whole network on its copy of the batch, so the
-                time is about K times one model's; only the weights are shared (memory about one model's).
+                adapters, each with its own head). The weights are shared (parameters about 1.5x one
+                model's for K=5, rank 8), the compute is not: activations differ from the first adapted
+                layer on, so each adapter runs the whole network, K times one model's time plus the LoRA
+                overhead. One pass per adapter by default; ``lora_batching="mixed"`` scores all adapters in
+                one mixed-adapter batch (peft ``adapter_names``), which was slower on CPU.
 
 ``ensemble.json`` says the form, the member names, each member's data subset and seed, the default
 aggregator (with lambda and q), and each member's reward mean/std on a reference set. ``score`` returns
@@ -180,9 +182,17 @@ class EnsembleRewardModel(RewardModel):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, aggregator: str | None = None, lam: float | None = None,
                         q: float | None = None, device: str | torch.device | None = None,
-                        batch_size: int = 64) -> EnsembleRewardModel:
+                        batch_size: int = 64, lora_batching: str = "sequential") -> EnsembleRewardModel:
         """Load an ensemble folder (see the module docstring); a missing or extra member, members with
-        different tokenizers, or K that does not match the members found raise InputError."""
+        different tokenizers, or K that does not match the members found raise InputError.
+
+        ``lora_batching`` (lora form): ``"sequential"``, one pass per adapter, or ``"mixed"``, one pass over
+        K copies of the batch with peft's ``adapter_names``. Mixed measured slower on CPU (bench/
+        ensemble_score.py: 11.9x one member vs 7.7x for K=5) because peft splits every LoRA layer's batch
+        per adapter with Python-side bookkeeping, and it holds K copies of the activations at once.
+        """
+        if lora_batching not in ("sequential", "mixed"):
+            raise InputError(f"must be 'sequential' or 'mixed', got {lora_batching!r}", field="lora_batching")
         root = Path(path)
         spec = EnsembleSpec.read(root)
         if aggregator is not None and aggregator not in AGGREGATORS:
@@ -193,7 +203,7 @@ class EnsembleRewardModel(RewardModel):
             raise InputError(f"must be in [0, 1], got {q}", field="quantile")
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         loader = {"independent": _load_independent, "shared": _load_shared, "lora": _load_lora}[spec.form]
-        forward, tokenizer, info, modules = loader(root, spec, device)
+        forward, tokenizer, info, modules = loader(root, spec, device, lora_batching == "mixed")
         for m in modules:
             m.to(device).eval()
         return cls(spec, forward, tokenizer, info, device, modules, batch_size=batch_size,
@@ -274,7 +284,7 @@ def _has_model(folder: Path) -> bool:
     return (folder / "config.json").is_file()
 
 
-def _load_independent(root: Path, spec: EnsembleSpec, device: torch.device):
+def _load_independent(root: Path, spec: EnsembleSpec, device: torch.device, mixed: bool):
     dirs = _check_found(root, spec, MEMBERS_DIR, _has_model)
     tokenizer, info = load_tokenizer(dirs[0]), _read_info(dirs[0])
     models = []
@@ -295,7 +305,7 @@ def _load_independent(root: Path, spec: EnsembleSpec, device: torch.device):
     return forward, tokenizer, info, models
 
 
-def _load_shared(root: Path, spec: EnsembleSpec, device: torch.device):
+def _load_shared(root: Path, spec: EnsembleSpec, device: torch.device, mixed: bool):
     folder = root / SHARED_DIR
     if not _has_model(folder):
         raise InputError(f"the shared form's model is missing: no saved model in {SHARED_DIR}/",
@@ -324,7 +334,7 @@ def _adapter_tokenizer(folder: Path):
                          path=folder, field="tokenizer") from None
 
 
-def _load_lora(root: Path, spec: EnsembleSpec, device: torch.device):
+def _load_lora(root: Path, spec: EnsembleSpec, device: torch.device, mixed: bool):
     try:
         from peft import PeftModel
     except ImportError:
@@ -349,17 +359,18 @@ def _load_lora(root: Path, spec: EnsembleSpec, device: torch.device):
     decoder_only = is_decoder_only(base.config)
     k = spec.k
 
-    def forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def mixed_forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # One mixed-adapter batch: row block k goes through adapter k (LoRA weights and its own head).
         b = ids.shape[0]
         names = [n for n in spec.member_names for _ in range(b)]
         extra = {"use_cache": False} if decoder_only else {"attention_mask": mask.repeat(k, 1)}
         logits = model(input_ids=ids.repeat(k, 1), adapter_names=names, **extra).logits
         return logits[:, 0].reshape(k, b).T
-    return forward, tokenizer, info, [model]
 
-
-def count_parameters(rm: EnsembleRewardModel) -> int:
-    """Distinct parameters the ensemble holds (shared weights counted once)."""
-    seen = {id(p): p.numel() for m in rm.modules for p in m.parameters()}
-    return sum(seen.values())
+    def sequential_forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = []
+        for name in spec.member_names:
+            model.set_adapter(name)
+            out.append(reward_logits(model, ids, mask, decoder_only)[:, 0])
+        return torch.stack(out, dim=1)
+    return (mixed_forward if mixed else sequential_forward), tokenizer, info, [model]

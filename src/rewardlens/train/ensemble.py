@@ -110,8 +110,10 @@ def _reference_raw(model: torch.nn.Module, tokenizer, folder: Path, prompts: lis
     return scores.reward[None]
 
 
-def _summary(name: str, seed: int, weights: np.ndarray, result, subset: str) -> dict:
-    last = {k: v for k, v in result.last_metrics.items() if k in ("loss", "accuracy", "eval_accuracy")}
+def _summary(name: str, seed: int, weights: np.ndarray, result, subset: str, own_metrics: bool = True) -> dict:
+    """One member's line in ensemble.json; shared heads have no loss of their own to report (one joint run)."""
+    last = {k: v for k, v in result.last_metrics.items()
+            if own_metrics and k in ("loss", "accuracy", "eval_accuracy")}
     return {"name": name, "seed": seed, "subset": subset, "pairs": int(weights.sum()),
             "distinct_pairs": int((weights > 0).sum()), "steps": result.steps,
             "seconds": round(result.seconds, 2), **last}
@@ -206,7 +208,7 @@ def train_ensemble(cfg: RewardTrainConfig) -> EnsembleRun:
         if rank == 0:
             raw = _reference_raw(result.model, tokenizer, out, ref_prompts, ref_responses, batch)
             raws = dict(zip(names, raw.tolist()))
-            summaries = [_summary(n, cfg.seed, w, result, cfg.subset) for n, w in zip(names, weights)]
+            summaries = [_summary(n, cfg.seed, w, result, cfg.subset, own_metrics=False) for n, w in zip(names, weights)]
     else:
         mine: dict[str, tuple[list[float], dict]] = {}
         parent = root / (ADAPTERS_DIR if form == "lora" else MEMBERS_DIR)
