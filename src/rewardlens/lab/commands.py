@@ -12,7 +12,7 @@ from rewardlens.config import add_config_args, config_from_args
 def register(sub: argparse._SubParsersAction) -> None:
     from rewardlens.lab.dataset import LabDataConfig
 
-    lab = group(sub, "lab", "The synthetic lab world: known gold reward, simulated annotators.")
+    lab = group(sub, "lab", "the synthetic lab world: known gold reward, simulated annotators")
     p = lab.add_parser(
         "data", help="write lab train / held-out / SFT / prompt JSONL files",
         description="Write annotator-labelled training pairs (train.jsonl), gold-labelled held-out pairs "

@@ -25,7 +25,7 @@ class AuditConfig:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    rm = group(sub, "rm", "Reward models: train, evaluate.")
+    rm = group(sub, "rm", "reward models: train, evaluate, audit")
     p = rm.add_parser(
         "audit", help="does the RM pay for openers, filler, hedges, lists, restating?",
         description="Edit responses without changing their content (opener, filler sentence, hedge, numbered "

@@ -30,7 +30,7 @@ class RMEvalConfig:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    rm = group(sub, "rm", "Reward models: train, evaluate.")
+    rm = group(sub, "rm", "reward models: train, evaluate, audit")
     p = rm.add_parser(
         "eval", help="accuracy by difficulty / aspect / source, calibration, pass/fail bars",
         description="Evaluate a reward model on held-out pairs like a classifier: accuracy overall, per "
