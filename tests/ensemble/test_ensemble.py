@@ -258,6 +258,10 @@ def test_ensemble_section_of_the_report_by_hand():
     margin_std = ens["uncertainty"]["margin_std"]
     assert margin_std["by_difficulty"] == {"easy": pytest.approx(0.5), "hard": pytest.approx(2.5)}
     assert margin_std["auroc_error"] == 1.0  # the error has the largest disagreement
+    # P(sign flip) = Phi(-|mean margin| / std): Phi(-1/1) = 0.158655, 0 (members agree exactly), Phi(-0.5/2.5)
+    flip = ens["uncertainty"]["flip_probability"]
+    assert flip["by_difficulty"] == {"easy": pytest.approx(0.158655 / 2, abs=1e-5), "hard": pytest.approx(0.420740, abs=1e-5)}
+    assert flip["auroc_error"] == 1.0
     # per-response std: w 1, x 0, y 0, z 1.5 -> pairs 0.5, 0, 1.25
     assert ens["uncertainty"]["response_std"]["by_difficulty"]["hard"] == pytest.approx(1.25)
     text = format_report(evaluate(rm, pairs))

@@ -161,10 +161,13 @@ def evaluate(rm: RewardModel, pairs: Sequence[PreferencePair], bars: Bars = Bars
 def ensemble_section(rm: RewardModel, scores: PairScores, buckets: Sequence[str | None]) -> dict:
     """How an ensemble's members and aggregate rank the pairs, and whether its disagreement tracks difficulty.
 
-    Two uncertainties per pair: ``margin_std``, the std across members of their margins r_k(chosen) -
-    r_k(rejected) (disagreement about this comparison), and ``response_std``, the mean of the two responses'
-    ``Scores.uncertainty`` (the per-response std that RL sees). For each: its mean per difficulty bucket, and
-    its AUROC as a predictor of an error of the aggregate (aggregate margin <= 0); 0.5 = no signal.
+    Uncertainties per pair: ``margin_std``, the std s across members of their margins d_k = r_k(chosen) -
+    r_k(rejected) (disagreement about this comparison); ``response_std``, the mean of the two responses'
+    ``Scores.uncertainty`` (the per-response std that RL sees); and ``flip_probability``, Phi(-|m| / s) with
+    m the members' mean margin: the chance that the comparison's sign flips if member margins were normal,
+    i.e. the disagreement relative to the size of the preference (a std alone grows with the margin, so
+    confident pairs can show more of it than close ones). For each: its mean per difficulty bucket, and its
+    AUROC as a predictor of an error of the aggregate (aggregate margin <= 0); 0.5 = no signal.
     """
     member_margins = scores.chosen.members - scores.rejected.members  # [K, N], normalised rewards
     k = member_margins.shape[0]
@@ -174,9 +177,12 @@ def ensemble_section(rm: RewardModel, scores: PairScores, buckets: Sequence[str 
     members = [{"name": name, "accuracy": _accuracy(m), "by_difficulty": {b: _accuracy(m[idx]) for b, idx in groups.items()}}
                for name, m in zip(names, member_margins)]
     margins = scores.margins
-    uncertainty = {"margin_std": member_margins.std(dim=0, unbiased=False)}
+    spread, centre = member_margins.std(dim=0, unbiased=False), member_margins.mean(dim=0).abs()
+    uncertainty = {"margin_std": spread}
     if scores.chosen.uncertainty is not None:
         uncertainty["response_std"] = (scores.chosen.uncertainty + scores.rejected.uncertainty) / 2
+    flip = torch.special.ndtr(-centre / spread)  # spread 0: 0 (all agree), or nan when also centre 0
+    uncertainty["flip_probability"] = torch.where(spread > 0, flip, torch.where(centre > 0, 0.0, 0.5))
     error = margins <= 0
     return {
         "members": members,
@@ -227,7 +233,8 @@ def _format_ensemble(ens: dict, pct) -> list[str]:
     for label, row in rows:
         lines.append(f"{label:<22}{pct(row['accuracy']):>8}" + "".join(f"{pct(row['by_difficulty'][b]):>9}" for b in buckets))
     for name, u in ens["uncertainty"].items():
-        what = {"margin_std": "std of member margins", "response_std": "std of member rewards"}.get(name, name)
+        what = {"margin_std": "std of member margins", "response_std": "std of member rewards",
+                "flip_probability": "P(sign flip)"}.get(name, name)
         lines.append(f"uncertainty ({what}): " + "  ".join(f"{b} {u['by_difficulty'][b]:.3f}" for b in buckets)
                      + f"   AUROC for an aggregate error {u['auroc_error']:.3f}")
     return lines
