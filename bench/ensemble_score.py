@@ -112,7 +112,9 @@ def child(args) -> None:
     torch.set_num_threads(args.threads)
     root = Path(args.root)
     prompts, responses = batch(root, args.responses)
-    # Warm-up, the same for every side: imports, tokenizer and model classes load once, outside the count.
+    # Warm-up, the same for every side: imports (peft too), tokenizer and model classes, outside the count.
+    import peft  # noqa: F401
+
     load(root, "single", args.batch_size).score(prompts[:2], responses[:2])
     gc.collect()
     try:  # restart the peak-RSS counter (Linux): the peak is then this side's own

@@ -187,9 +187,9 @@ class EnsembleRewardModel(RewardModel):
         different tokenizers, or K that does not match the members found raise InputError.
 
         ``lora_batching`` (lora form): ``"sequential"``, one pass per adapter, or ``"mixed"``, one pass over
-        K copies of the batch with peft's ``adapter_names``. Mixed measured slower on CPU (bench/
-        ensemble_score.py: 11.9x one member vs 7.7x for K=5) because peft splits every LoRA layer's batch
-        per adapter with Python-side bookkeeping, and it holds K copies of the activations at once.
+        K copies of the batch with peft's ``adapter_names``. Mixed measured slower and larger on CPU
+        (bench/ensemble_score.py) because peft splits every LoRA layer's batch per adapter with Python-side
+        bookkeeping, and it holds K copies of the activations at once.
         """
         if lora_batching not in ("sequential", "mixed"):
             raise InputError(f"must be 'sequential' or 'mixed', got {lora_batching!r}", field="lora_batching")

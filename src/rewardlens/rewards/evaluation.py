@@ -228,10 +228,10 @@ def _format_ensemble(ens: dict, pct) -> list[str]:
     buckets = [b for b in BUCKETS if b in agg["by_difficulty"]]
     lines = [f"ensemble of {len(ens['members'])}: members' mean accuracy {pct(ens['member_mean_accuracy']).strip()}, "
              f"aggregate ({how}) {pct(agg['accuracy']).strip()}",
-             f"{'':<22}{'overall':>8}" + "".join(f"{b:>9}" for b in buckets)]
+             f"{'':<28}{'overall':>8}" + "".join(f"{b:>9}" for b in buckets)]
     rows = [(f"member {m['name']}", m) for m in ens["members"]] + [(f"aggregate ({agg['aggregator']})", agg)]
     for label, row in rows:
-        lines.append(f"{label:<22}{pct(row['accuracy']):>8}" + "".join(f"{pct(row['by_difficulty'][b]):>9}" for b in buckets))
+        lines.append(f"{label:<28}{pct(row['accuracy']):>8}" + "".join(f"{pct(row['by_difficulty'][b]):>9}" for b in buckets))
     for name, u in ens["uncertainty"].items():
         what = {"margin_std": "std of member margins", "response_std": "std of member rewards",
                 "flip_probability": "P(sign flip)"}.get(name, name)
