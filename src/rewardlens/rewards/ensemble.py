@@ -162,7 +162,7 @@ class EnsembleRewardModel(RewardModel):
                  aggregator: str | None = None, lam: float | None = None, q: float | None = None,
                  name: str = "ensemble"):
         self.spec, self.forward, self.tokenizer, self.info = spec, forward, tokenizer, info
-        self.device, self.modules = device, list(modules)  # modules: what ``forward`` runs (for counting)
+        self.device, self.modules = device, list(modules)  # modules: the networks ``forward`` runs
         self.batch_size, self.name = batch_size, name
         self.aggregator = aggregator or spec.aggregator
         self.lam = spec.lam if lam is None else float(lam)
