@@ -27,7 +27,7 @@ from rewardlens.lab.world import FAMILIES, ContentMix, StyleRates, sample_pair, 
 EASY_GAP, MEDIUM_GAP, TIE_GAP = 1.5, 0.6, 0.15
 HELDOUT_PROMPT_FRACTION = 0.1
 # SFT demonstrations: mostly good content, some style, so that RL has something to amplify.
-DEMO_CONTENT = ContentMix(best=0.7)
+DEMO_CONTENT = ContentMix(best=0.8)
 DEMO_STYLE = StyleRates(opener=0.15, restate=0.1, numbered_list=0.15, filler_mean=0.3)
 
 

@@ -97,8 +97,9 @@ FILLER_SENTENCES = (
 )
 HEDGES = ("it is worth noting that", "in general ,", "to be honest ,", "as you may know ,")
 
-# Arithmetic: operands 1..5, one or two operations, every result <= 30. That is 512 prompts and 166
-# distinct step facts: small enough that a ~1M-parameter model can learn to check them on a CPU in minutes.
+# Arithmetic: operands 1..4, one or two operations, every result <= 20. That is 271 prompts and 89 distinct
+# step facts: few enough that a ~1M-parameter reward model learns to check them from 20k pairs in minutes on
+# a CPU (with operands 1..9 it stayed near chance on held-out prompts; with 1..5, at 75-87 %).
 OPS = ("+", "*")
-MAX_OPERAND = 5
-MAX_NUMBER = 30
+MAX_OPERAND = 4
+MAX_NUMBER = 20
