@@ -262,6 +262,10 @@ def test_ensemble_section_of_the_report_by_hand():
     flip = ens["uncertainty"]["flip_probability"]
     assert flip["by_difficulty"] == {"easy": pytest.approx(0.158655 / 2, abs=1e-5), "hard": pytest.approx(0.420740, abs=1e-5)}
     assert flip["auroc_error"] == 1.0
+    # std of member P(chosen) = sigma(margins): |s(2)-s(0)|/2, 0, |s(2)-s(-3)|/2
+    pref = ens["uncertainty"]["preference_std"]["by_difficulty"]
+    s2, s0, s_3 = 0.880797, 0.5, 0.047426
+    assert pref == {"easy": pytest.approx((s2 - s0) / 4, abs=1e-5), "hard": pytest.approx((s2 - s_3) / 2, abs=1e-5)}
     # per-response std: w 1, x 0, y 0, z 1.5 -> pairs 0.5, 0, 1.25
     assert ens["uncertainty"]["response_std"]["by_difficulty"]["hard"] == pytest.approx(1.25)
     text = format_report(evaluate(rm, pairs))

@@ -37,7 +37,7 @@ class LabDataConfig:
     seed: int = field(default=0, metadata={"help": "random seed; the same seed gives byte-identical files"})
     pairs: int = field(default=20000, metadata={"help": "training pairs labelled by annotator votes"})
     heldout_pairs: int = field(default=2000, metadata={"help": "held-out pairs labelled by the gold reward"})
-    demos: int = field(default=4000, metadata={"help": "SFT demonstrations"})
+    demos: int = field(default=10000, metadata={"help": "SFT demonstrations"})
     rl_prompts: int = field(default=512, metadata={"help": "prompts for RL (train side) and for evaluation"})
     votes: int = field(default=5, metadata={"help": "annotator votes per pair (odd avoids ties)"})
     annotators: int = field(default=16, metadata={"help": "annotators in the pool"})

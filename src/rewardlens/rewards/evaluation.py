@@ -166,7 +166,9 @@ def ensemble_section(rm: RewardModel, scores: PairScores, buckets: Sequence[str 
     ``Scores.uncertainty`` (the per-response std that RL sees); and ``flip_probability``, Phi(-|m| / s) with
     m the members' mean margin: the chance that the comparison's sign flips if member margins were normal,
     i.e. the disagreement relative to the size of the preference (a std alone grows with the margin, so
-    confident pairs can show more of it than close ones). For each: its mean per difficulty bucket, and its
+    confident pairs can show more of it than close ones); and ``preference_std``, the std across members of
+    their preference probabilities sigma(d_k): bounded, and largest where members straddle a coin flip, as
+    the variance of an ensemble's predictive probability is. For each: its mean per difficulty bucket, and its
     AUROC as a predictor of an error of the aggregate (aggregate margin <= 0); 0.5 = no signal.
     """
     member_margins = scores.chosen.members - scores.rejected.members  # [K, N], normalised rewards
@@ -183,6 +185,7 @@ def ensemble_section(rm: RewardModel, scores: PairScores, buckets: Sequence[str 
         uncertainty["response_std"] = (scores.chosen.uncertainty + scores.rejected.uncertainty) / 2
     flip = torch.special.ndtr(-centre / spread)  # spread 0: 0 (all agree), or nan when also centre 0
     uncertainty["flip_probability"] = torch.where(spread > 0, flip, torch.where(centre > 0, 0.0, 0.5))
+    uncertainty["preference_std"] = torch.sigmoid(member_margins).std(dim=0, unbiased=False)
     error = margins <= 0
     return {
         "members": members,
@@ -234,7 +237,7 @@ def _format_ensemble(ens: dict, pct) -> list[str]:
         lines.append(f"{label:<28}{pct(row['accuracy']):>8}" + "".join(f"{pct(row['by_difficulty'][b]):>9}" for b in buckets))
     for name, u in ens["uncertainty"].items():
         what = {"margin_std": "std of member margins", "response_std": "std of member rewards",
-                "flip_probability": "P(sign flip)"}.get(name, name)
+                "flip_probability": "P(sign flip)", "preference_std": "std of member P(chosen)"}.get(name, name)
         lines.append(f"uncertainty ({what}): " + "  ".join(f"{b} {u['by_difficulty'][b]:.3f}" for b in buckets)
                      + f"   AUROC for an aggregate error {u['auroc_error']:.3f}")
     return lines
