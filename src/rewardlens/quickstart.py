@@ -79,10 +79,10 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     _stage(root, "policy", timings, policy)
     _stage(root, "sft", timings, lambda d: run_sft(SFTConfig(
         model=str(root / "policy"), data=str(lab / "sft.jsonl"), out=str(d), seed=cfg.seed, epochs=cfg.sft_epochs,
-        batch_size=cfg.batch_size, lr=cfg.sft_lr, save_every=100, resume=True, progress=cfg.progress)))
+        batch_size=cfg.batch_size, lr=cfg.sft_lr, save_every=500, resume=True, progress=cfg.progress)))
     rm_dir = _stage(root, "rm", timings, lambda d: train_reward_model(RewardTrainConfig(
         model=str(root / "sft"), data=str(lab / "train.jsonl"), out=str(d), seed=cfg.seed, epochs=cfg.rm_epochs,
-        batch_size=cfg.batch_size, lr=cfg.rm_lr, loss=cfg.rm_loss, save_every=100, resume=True,
+        batch_size=cfg.batch_size, lr=cfg.rm_lr, loss=cfg.rm_loss, save_every=500, resume=True,
         progress=cfg.progress)))
 
     rm = load_reward_model(str(rm_dir))
