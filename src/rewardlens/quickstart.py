@@ -100,7 +100,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
 
     summary = {
         "rm_accuracy": round(report.accuracy, 4),
-        **{f"rm_accuracy_{k}": round(v["accuracy"], 4) for k, v in report.by_difficulty.items()},
+        **{f"rm_{k}_accuracy": round(v["accuracy"], 4) for k, v in report.by_difficulty.items()},
         "rm_ece": round(report.ece, 4),
         "bars_passed": report.passed,
         **{f"audit_{p.name}_mean_change": round(p.mean_change, 4) for p in probes},
