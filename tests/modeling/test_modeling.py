@@ -117,3 +117,12 @@ def test_check_model_source(tmp_path):
         check_model_source(str(tmp_path / "a" / "b"))
     with pytest.raises(InputError, match=r"no config.json"):
         check_model_source(str(tmp_path))
+
+
+def test_text_pair_budget_split():
+    from rewardlens.modeling.formatting import _fit_text_pair
+
+    assert _fit_text_pair(10, 5, 40) == (10, 5)     # fits: nothing cut
+    assert _fit_text_pair(100, 100, 40) == (10, 30)  # prompt keeps a quarter, the response the rest
+    assert _fit_text_pair(100, 6, 40) == (34, 6)     # a short response is kept whole
+    assert _fit_text_pair(3, 100, 40) == (3, 37)     # a short prompt is kept whole

@@ -32,6 +32,12 @@ def test_text_pair_formatting_for_bert(offline):
     cut = encode_pairs(tok, ["describe the cat . " * 20], ["the cat sits ."], max_length=16)
     assert cut.truncated == 1 and len(cut.ids[0]) == 16
     assert cut.ids[0][0] == tok.cls_token_id and tok.decode(cut.ids[0][-5:-1]) == "the cat sits."
+    # A long dialogue keeps its last turn (the question) and the start of a long response.
+    turns = "".join(f"turn {i} . " for i in range(50)) + "what colour is the sky ?"
+    cut = encode_pairs(tok, [turns], ["the sky is blue . " * 30], max_length=32)
+    ids, n = cut.ids[0], cut.prompt_lens[0]
+    assert len(ids) <= 32 and tok.decode(ids[1:n - 1]).endswith("what colour is the sky?")
+    assert tok.decode(ids[n:-1]).startswith("the sky is blue.") and n - 2 >= (32 - 3) // 4
 
 
 def test_minilm_reward_model_trains_and_scores(offline, lang, tmp_path):

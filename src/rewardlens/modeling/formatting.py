@@ -91,13 +91,42 @@ def _encode_chat(tokenizer, prompts, responses) -> tuple[list[list[int]], list[i
     return ids, prompt_lens
 
 
+def _fit_text_pair(prompt_len: int, response_len: int, budget: int) -> tuple[int, int]:
+    """How many tokens of a (prompt, response) pair to keep within ``budget``: (from the prompt's end,
+    from the response's start).
+
+    The response is what is being judged, so it has priority, but the prompt keeps at least a quarter of
+    the budget: its last turn is the question the response answers (a right-truncating "longest_first" cut
+    drops exactly that turn of a long dialogue first).
+    """
+    if prompt_len + response_len <= budget:
+        return prompt_len, response_len
+    keep_response = min(response_len, budget - min(prompt_len, budget // 4))
+    return min(prompt_len, budget - keep_response), keep_response
+
+
+def _cut_to_fit(tokenizer, texts: list[str], responses: list[str], max_length: int) -> tuple[list[str], list[str]]:
+    """Cut texts at token boundaries (character offsets) so each pair encodes to about ``max_length``."""
+    budget = max(2, max_length - tokenizer.num_special_tokens_to_add(pair=True))
+    p_enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    r_enc = tokenizer(responses, add_special_tokens=False, return_offsets_mapping=True)
+    cut_texts, cut_responses = [], []
+    for text, response, p_off, r_off in zip(texts, responses, p_enc["offset_mapping"], r_enc["offset_mapping"]):
+        keep_p, keep_r = _fit_text_pair(len(p_off), len(r_off), budget)
+        cut_texts.append(text[p_off[len(p_off) - keep_p][0]:] if keep_p else "")
+        cut_responses.append(response[:r_off[keep_r - 1][1]] if keep_r else "")
+    return cut_texts, cut_responses
+
+
 def _encode_text_pair(tokenizer, prompts, responses, max_length) -> tuple[list[list[int]], list[int], int]:
-    texts = [prompt_text(p) for p in prompts]
-    enc = tokenizer(texts, list(responses))
+    texts, responses = [prompt_text(p) for p in prompts], list(responses)
+    enc = tokenizer(texts, responses)
     long = [i for i, x in enumerate(enc["input_ids"]) if max_length and len(x) > max_length]
-    if long:  # rare: only these are encoded again with the tokenizer's truncation, which keeps [CLS]/[SEP]
-        cut = tokenizer([texts[i] for i in long], [responses[i] for i in long],
-                        truncation="longest_first", max_length=max_length)
+    if long:  # only these are encoded again, cut by _fit_text_pair; "longest_first" catches any leftover
+        long_texts, long_responses = [texts[i] for i in long], [responses[i] for i in long]
+        if tokenizer.is_fast:  # offsets need a fast tokenizer
+            long_texts, long_responses = _cut_to_fit(tokenizer, long_texts, long_responses, max_length)
+        cut = tokenizer(long_texts, long_responses, truncation="longest_first", max_length=max_length)
     where = {i: (enc, i) for i in range(len(texts))} | {i: (cut, k) for k, i in enumerate(long)}
     eos = tokenizer.eos_token_id
     ids, prompt_lens = [], []
@@ -117,8 +146,8 @@ def encode_pairs(tokenizer, prompts: Sequence[Prompt], responses: Sequence[str],
     """Token ids of each (prompt, response) as one sequence, and the length of its prompt part.
 
     Sequences longer than ``max_length`` lose tokens from the left (chat) so the response's end, where a
-    decoder reward model reads its score, survives; text pairs use the tokenizer's own truncation, which
-    keeps the encoder's special tokens ([CLS] is where BERT pools).
+    decoder reward model reads its score, survives; a text pair (encoders) keeps the start of the response and
+    the end of the prompt (see ``_fit_text_pair``) and the encoder's special tokens.
     """
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
