@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 import torch
+import yaml
 from conftest import K, train_cfg
 
 from rewardlens.cli import main
@@ -299,3 +300,29 @@ def test_lora_mixed_adapter_batch_scores_like_one_pass_per_adapter(ensembles, la
     torch.testing.assert_close(mixed.members, sequential.members, atol=1e-5, rtol=1e-5)
     with pytest.raises(InputError, match="must be 'sequential' or 'mixed'"):
         EnsembleRewardModel.from_pretrained(ensembles["lora"], lora_batching="parallel")
+
+
+def test_members_from_different_starting_models(lang, tmp_path):
+    """--member-models: each independent member starts from its own backbone (e.g. another pretraining seed)."""
+    from rewardlens.modeling.policy import init_model
+    from rewardlens.modeling.tokenizer import build_word_tokenizer
+    from rewardlens.train.ensemble import train_ensemble
+
+    other = tmp_path / "tiny-seed1"
+    init_model([lang["train"], lang["heldout"]], other, preset="tiny", seed=1)
+    starts = [str(lang["model"]), str(other)]
+    out = tmp_path / "pretrain-seeds"
+    run = train_ensemble(train_cfg(lang, out, members=2, max_steps=3, member_models=starts))
+    assert [m["model"] for m in run.members] == starts
+    assert yaml.safe_load((out / "members" / "m1" / "config.yaml").read_text())["model"] == str(other)
+    members = load_reward_model(out).score(["the cat"], ["sits"]).members
+    assert members.shape == (2, 1) and not torch.equal(members[0], members[1])
+
+    with pytest.raises(ValueError, match="one model per member"):
+        train_cfg(lang, tmp_path / "x", members=3, member_models=starts).validate()
+    foreign = tmp_path / "foreign"
+    shutil.copytree(other, foreign)
+    build_word_tokenizer(["a completely different vocabulary ."]).save_pretrained(foreign)
+    with pytest.raises(InputError, match="different tokenizer") as e:
+        train_ensemble(train_cfg(lang, tmp_path / "y", members=2, member_models=[starts[0], str(foreign)]))
+    assert e.value.field == "member_models"

@@ -80,6 +80,10 @@ class RewardTrainConfig(LoopConfig):
     subset: Literal["bootstrap", "disjoint", "full"] = field(default="bootstrap", metadata={
         "help": "each member's pairs: bootstrap (N draws with replacement), disjoint (a 1/K shard), full (all "
                 "pairs; members differ by seed only)"})
+    member_models: list[str] = field(default_factory=list, metadata={
+        "help": "independent form: one starting model per member, comma-separated (e.g. backbones that differ "
+                "in pretraining seed, which Eisenstein et al. 2023 found more diverse than fine-tuning seeds); "
+                "they must share one tokenizer; default: every member starts from --model"})
     lora_rank: int = field(default=8, metadata={"help": "lora form: adapter rank r"})
     lora_alpha: float = field(default=16.0, metadata={"help": "lora form: adapter scale alpha (update = alpha/r * BA)"})
     aggregator: Literal["mean", "min", "mean_minus_std", "quantile"] = field(default="min", metadata={
@@ -101,6 +105,11 @@ class RewardTrainConfig(LoopConfig):
             raise ValueError("ensembles of multi-objective reward models are not supported: use loss bt, soft or margin")
         if self.members > 1 and self.ensemble_form == "shared" and self.loss == "margin":
             raise ValueError("the shared form trains its heads with (soft) BT: use loss bt or soft")
+        if self.member_models and (self.members < 2 or self.ensemble_form != "independent"
+                                   or len(self.member_models) != self.members):
+            raise ValueError(f"member_models needs the independent form and one model per member: got "
+                             f"{len(self.member_models)} models for members={self.members}, "
+                             f"ensemble_form={self.ensemble_form}")
         if self.lora_rank < 1 or self.lora_alpha <= 0:
             raise ValueError(f"lora_rank must be at least 1 and lora_alpha positive, got {self.lora_rank}, {self.lora_alpha}")
         if self.lam < 0 or not 0 <= self.quantile <= 1:

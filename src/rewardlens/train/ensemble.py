@@ -198,6 +198,9 @@ def train_ensemble(cfg: RewardTrainConfig) -> EnsembleRun:
             _prune(root / (ADAPTERS_DIR if form == "lora" else MEMBERS_DIR), names)
     batch = 2 * cfg.batch_size
     tokenizer = load_tokenizer(cfg.model)  # what every member trains with
+    starts = list(cfg.member_models) or [str(cfg.model)] * k
+    if cfg.member_models:
+        _check_same_tokenizer(tokenizer, starts)
 
     if form == "shared":
         # One model, K outputs: trains like any reward model (data-parallel under torchrun).
@@ -220,10 +223,11 @@ def train_ensemble(cfg: RewardTrainConfig) -> EnsembleRun:
                 out = parent / name
                 subset = [pairs[j] for j in np.repeat(np.arange(len(pairs)), w)]
                 wrap = ((lambda m: add_lora(m, cfg.lora_rank, cfg.lora_alpha)) if form == "lora" else None)
-                result = train_reward_model(dataclasses.replace(cfg, out=str(out), seed=seed, members=1),
-                                            pairs=subset, wrap_model=wrap)
+                member_cfg = dataclasses.replace(cfg, out=str(out), seed=seed, members=1, model=starts[i],
+                                                 member_models=[])
+                result = train_reward_model(member_cfg, pairs=subset, wrap_model=wrap)
                 raw = _reference_raw(result.model, tokenizer, out, ref_prompts, ref_responses, batch)
-                mine[name] = (raw[0].tolist(), _summary(name, seed, w, result, cfg.subset))
+                mine[name] = (raw[0].tolist(), {**_summary(name, seed, w, result, cfg.subset), "model": starts[i]})
                 del result
         parts = _all_gather(mine, rank, world) if world > 1 else [mine]
         if rank == 0:
@@ -241,6 +245,15 @@ def train_ensemble(cfg: RewardTrainConfig) -> EnsembleRun:
                         reference={"source": str(cfg.data), "responses": len(ref_responses), "seed": cfg.seed})
     write_json_atomic(root / ENSEMBLE_FILE, spec.to_dict())
     return EnsembleRun(out=root, members=summaries, spec=spec)
+
+
+def _check_same_tokenizer(tokenizer, models: Sequence[str]) -> None:
+    """Members scored in one pass must read the same token ids: every start model needs ``tokenizer``'s vocab."""
+    vocab = tokenizer.get_vocab()
+    for model in models:
+        if load_tokenizer(model, field="member_models").get_vocab() != vocab:
+            raise InputError(f"{model} has a different tokenizer from {tokenizer.name_or_path}; members must "
+                             "share one", field="member_models")
 
 
 def _save_base(cfg: RewardTrainConfig, root: Path, info: RewardModelInfo) -> None:
