@@ -108,8 +108,8 @@ def _fit_text_pair(prompt_len: int, response_len: int, budget: int) -> tuple[int
 def _cut_to_fit(tokenizer, texts: list[str], responses: list[str], max_length: int) -> tuple[list[str], list[str]]:
     """Cut texts at token boundaries (character offsets) so each pair encodes to about ``max_length``."""
     budget = max(2, max_length - tokenizer.num_special_tokens_to_add(pair=True))
-    p_enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-    r_enc = tokenizer(responses, add_special_tokens=False, return_offsets_mapping=True)
+    p_enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    r_enc = tokenizer(responses, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     cut_texts, cut_responses = [], []
     for text, response, p_off, r_off in zip(texts, responses, p_enc["offset_mapping"], r_enc["offset_mapping"]):
         keep_p, keep_r = _fit_text_pair(len(p_off), len(r_off), budget)
@@ -120,7 +120,7 @@ def _cut_to_fit(tokenizer, texts: list[str], responses: list[str], max_length: i
 
 def _encode_text_pair(tokenizer, prompts, responses, max_length) -> tuple[list[list[int]], list[int], int]:
     texts, responses = [prompt_text(p) for p in prompts], list(responses)
-    enc = tokenizer(texts, responses)
+    enc = tokenizer(texts, responses, verbose=False)  # too-long rows are cut below: no warning for them
     long = [i for i, x in enumerate(enc["input_ids"]) if max_length and len(x) > max_length]
     if long:  # only these are encoded again, cut by _fit_text_pair; "longest_first" catches any leftover
         long_texts, long_responses = [texts[i] for i in long], [responses[i] for i in long]
