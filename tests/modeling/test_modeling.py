@@ -126,3 +126,38 @@ def test_text_pair_budget_split():
     assert _fit_text_pair(100, 100, 40) == (10, 30)  # prompt keeps a quarter, the response the rest
     assert _fit_text_pair(100, 6, 40) == (34, 6)     # a short response is kept whole
     assert _fit_text_pair(3, 100, 40) == (3, 37)     # a short prompt is kept whole
+
+
+def test_sentence_transformers_pooling_is_read_from_the_model_folder(tmp_path):
+    from rewardlens.modeling.loading import sentence_transformers_pooling
+
+    assert sentence_transformers_pooling(tmp_path) is None  # a plain transformers folder
+    (tmp_path / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (tmp_path / "1_Pooling").mkdir()
+    for flags, want in [({"pooling_mode_mean_tokens": True}, "mean"), ({"pooling_mode_cls_token": True}, "cls"),
+                        ({"pooling_mode_max_tokens": True}, None)]:
+        (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(flags))
+        assert sentence_transformers_pooling(tmp_path) == want
+    (tmp_path / "1_Pooling" / "config.json").write_text("{not json")
+    assert sentence_transformers_pooling(tmp_path) is None
+
+
+def test_backbone_head_pools_as_configured():
+    from transformers import BertConfig, BertModel
+
+    from rewardlens.modeling.heads import BackboneRewardModel
+
+    torch.manual_seed(0)
+    backbone = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=32, pad_token_id=0)).eval()
+    ids = torch.tensor([[5, 6, 7, 0, 0]])
+    mask = (ids != 0).long()
+    hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state[0]
+    for pooling, pooled in [("mean", hidden[:3].mean(0)), ("cls", hidden[0]), ("last", hidden[2])]:
+        model = BackboneRewardModel(backbone, pooling=pooling)
+        torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits[0], model.score(pooled))
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        BackboneRewardModel(backbone, pooling="max")
+

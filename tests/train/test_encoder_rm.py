@@ -48,7 +48,9 @@ def test_minilm_reward_model_trains_and_scores(offline, lang, tmp_path):
     info = json.loads((out / "rewardlens.json").read_text())
     assert info["prompt_format"] == "text_pair"
     rm = HFRewardModel.from_pretrained(out, device="cpu")
-    assert type(rm.model).__name__ == "BertForSequenceClassification" and not is_decoder_only(rm.model.config)
+    # a sentence-transformers model is read the way it was trained: mean pooling, as its 1_Pooling says
+    assert type(rm.model).__name__ == "BackboneRewardModel" and rm.model.pooling == "mean"
+    assert rm.model.backbone.pooler is None and not is_decoder_only(rm.model.config)
     pairs = load_pairs(lang["heldout"])[:48]
     chosen, rejected = rm.score_pairs(pairs)
     accuracy = (chosen.reward > rejected.reward).float().mean().item()

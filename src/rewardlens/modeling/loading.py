@@ -82,7 +82,8 @@ def load_sequence_classifier(name: str | os.PathLike, num_labels: int | None = N
     if Path(source, HEAD_FILE).is_file():
         return _load(BackboneRewardModel, str(name), field, dtype=kwargs["dtype"])
     config = _load(AutoConfig, str(name), field)
-    if config.model_type in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+    pooling = sentence_transformers_pooling(source)
+    if config.model_type in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES and pooling is None:
         if num_labels is not None:
             kwargs["num_labels"] = num_labels
         return _load(AutoModelForSequenceClassification, str(name), field, **kwargs)
@@ -91,7 +92,28 @@ def load_sequence_classifier(name: str | os.PathLike, num_labels: int | None = N
     backbone.config.num_labels = num_labels or 1
     for key, value in labels.items():
         setattr(backbone.config, key, value)
-    return BackboneRewardModel(backbone, num_labels=num_labels or 1)
+    return BackboneRewardModel(backbone, num_labels=num_labels or 1, pooling=pooling or "last")
+
+
+def sentence_transformers_pooling(folder: str | os.PathLike) -> str | None:
+    """``mean`` or ``cls`` when ``folder`` is a sentence-transformers model whose pooling module says so
+    (``modules.json`` -> ``1_Pooling/config.json``); None otherwise (not a local folder, other poolings)."""
+    import json
+
+    modules = Path(folder, "modules.json")
+    if not modules.is_file():
+        return None
+    try:
+        for module in json.loads(modules.read_text()):
+            if module.get("type", "").endswith("Pooling"):
+                cfg = json.loads(Path(folder, module.get("path", ""), "config.json").read_text())
+                if cfg.get("pooling_mode_mean_tokens"):
+                    return "mean"
+                if cfg.get("pooling_mode_cls_token"):
+                    return "cls"
+    except (OSError, ValueError, AttributeError):
+        return None  # an unreadable sentence-transformers layout: load as a plain transformers model
+    return None
 
 
 def is_decoder_only(config) -> bool:
