@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,8 +99,6 @@ def load_sequence_classifier(name: str | os.PathLike, num_labels: int | None = N
 def sentence_transformers_pooling(folder: str | os.PathLike) -> str | None:
     """``mean`` or ``cls`` when ``folder`` is a sentence-transformers model whose pooling module says so
     (``modules.json`` -> ``1_Pooling/config.json``); None otherwise (not a local folder, other poolings)."""
-    import json
-
     modules = Path(folder, "modules.json")
     if not modules.is_file():
         return None
