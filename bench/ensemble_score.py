@@ -1,8 +1,8 @@
 """Scoring cost of a K-member reward-model ensemble against one member, for each ensemble form.
 
-Builds in a temp folder: lab pairs (the tests' word language where the lab is absent), a tiny Llama from
-config, one single reward model and one K-member ensemble per form (independent, shared heads, LoRA), each
-trained for one step through the real training path (``rm train``; timing does not depend on the weights).
+Builds in a temp folder: lab pairs, a tiny Llama from config, one single reward model and one K-member
+ensemble per form (independent, shared heads, LoRA), each trained for one step through the real training
+path (``rm train``; timing does not depend on the weights).
 All sides have the same backbone size and score the same N responses (both sides of N/2 pairs) with the
 same batch size, tokenisation included. The LoRA ensemble is scored two ways: one pass per adapter (the
 default) and one mixed-adapter batch (``lora_batching="mixed"``).
@@ -29,30 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _lab import lab_pairs_and_model  # bench/ is sys.path[0] when a benchmark runs
+
 SIDES = ("single", "independent", "shared", "lora", "lora_mixed")
 FORMS = ("independent", "shared", "lora")
-
-
-def prepare(root: Path, args) -> str:
-    """Pairs and a tiny Llama covering them; returns where the pairs came from."""
-    from rewardlens.modeling.policy import init_model
-
-    n = max(args.responses // 2, 16)
-    try:
-        from rewardlens.lab.dataset import LabDataConfig, generate
-    except ImportError:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "train"))
-        import synthetic
-
-        synthetic.write_jsonl(root / "pairs.jsonl", synthetic.make_pairs(n, seed=args.seed))
-        source = "synthetic"
-    else:
-        generate(LabDataConfig(out=str(root / "lab"), pairs=n, heldout_pairs=0, demos=0, rl_prompts=0,
-                               seed=args.seed), progress=False)
-        (root / "pairs.jsonl").write_bytes((root / "lab" / "train.jsonl").read_bytes())
-        source = "lab"
-    init_model([root / "pairs.jsonl"], root / "model", preset=args.preset, seed=args.seed)
-    return source
 
 
 def build(root: Path, args) -> None:
@@ -61,7 +41,7 @@ def build(root: Path, args) -> None:
     from rewardlens.train.ensemble import train_ensemble
     from rewardlens.train.reward import train_reward_model
 
-    common = dict(model=str(root / "model"), data=str(root / "pairs.jsonl"), max_steps=1, batch_size=8,
+    common = dict(model=str(root / "model"), data=str(root / "lab" / "train.jsonl"), max_steps=1, batch_size=8,
                   save_every=0, progress=False, seed=args.seed)
     train_reward_model(RewardTrainConfig(out=str(root / "single"), **common))
     for form in FORMS:
@@ -84,7 +64,7 @@ def load(root: Path, side: str, batch_size: int):
 def batch(root: Path, n: int) -> tuple[list, list[str]]:
     from rewardlens.data.io import load_pairs
 
-    pairs = load_pairs(root / "pairs.jsonl")
+    pairs = load_pairs(root / "lab" / "train.jsonl")
     prompts = [p.prompt for p in pairs for _ in (0, 1)]
     responses = [r for p in pairs for r in (p.chosen, p.rejected)]
     return prompts[:n], responses[:n]
@@ -147,7 +127,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_ensemble_") as tmp:
         root = Path(tmp)
-        source = prepare(root, args)
+        lab_pairs_and_model(root, max(args.responses // 2, 16), args.preset, args.seed)
         build(root, args)
         prompts, responses = batch(root, args.responses)
 
@@ -176,7 +156,7 @@ def main() -> None:
     params = {s: memory[s]["params_mb"] for s in SIDES}
     print(json.dumps({
         "bench": "ensemble_score", "k": args.k, "responses": len(responses), "batch_size": args.batch_size,
-        "preset": args.preset, "threads": args.threads, "repeats": args.repeats, "data": source,
+        "preset": args.preset, "threads": args.threads, "repeats": args.repeats, "data": "lab",
         "lora": "one pass per adapter; lora_mixed: one mixed-adapter batch (peft adapter_names)",
         "seconds": {s: round(v, 4) for s, v in seconds.items()},
         "time_ratio": {s: round(seconds[s] / seconds["single"], 2) for s in SIDES[1:]},

@@ -33,29 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _lab import lab_pairs_and_model  # bench/ is sys.path[0] when a benchmark runs
+
 SIDES = ("ours", "ours_no_bucket", "trl", "trl_grouped")
-
-
-def prepare(root: Path, args) -> tuple[Path, str]:
-    """Lab pairs (or the tests' word language where the lab is absent) and a tiny Llama covering them."""
-    from rewardlens.modeling.policy import init_model
-
-    n = args.batch_size * (args.steps + 1)
-    try:
-        from rewardlens.lab.dataset import LabDataConfig, generate
-    except ImportError:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "train"))
-        import synthetic
-
-        data = synthetic.write_jsonl(root / "pairs.jsonl", synthetic.make_pairs(n, seed=args.seed))
-        source = "synthetic"
-    else:
-        generate(LabDataConfig(out=str(root / "lab"), pairs=n, heldout_pairs=0, demos=0, rl_prompts=0,
-                               seed=args.seed), progress=False)
-        data = root / "lab" / "train.jsonl"
-        source = "lab"
-    init_model([data], root / "model", preset=args.preset, seed=args.seed)
-    return data, source
 
 
 class Ring:
@@ -166,7 +146,7 @@ def main() -> None:
     passthrough = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k != "worker"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        data, source = prepare(root, args)
+        data = lab_pairs_and_model(root, args.batch_size * (args.steps + 1), args.preset, args.seed)
         pipes = [os.pipe() for _ in SIDES]
         ready_r, ready_w = os.pipe()
         procs = []
@@ -190,7 +170,7 @@ def main() -> None:
             results[side] = json.loads(line[len("RESULT "):])
     rate = {s: results[s]["pairs_per_s"] for s in SIDES}
     print(json.dumps({
-        "bench": "rm_train", "data": source, "preset": args.preset, "batch_size": args.batch_size,
+        "bench": "rm_train", "data": "lab", "preset": args.preset, "batch_size": args.batch_size,
         "max_length": args.max_length, "steps": args.steps, "timed_steps": results["ours"]["timed_steps"],
         "threads": args.threads,
         "ours_pairs_per_s": round(rate["ours"], 2), "trl_pairs_per_s": round(rate["trl"], 2),

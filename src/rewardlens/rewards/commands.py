@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from rewardlens.cli import group
@@ -45,23 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from rewardlens.data.io import load_pairs
-    from rewardlens.errors import InputError
     from rewardlens.io import write_json_atomic
     from rewardlens.rewards.evaluation import Bars, evaluate, format_report
     from rewardlens.rewards.loading import load_reward_model
 
     cfg = config_from_args(RMEvalConfig, args)
     pairs = load_pairs(cfg.data)
-    if (Path(cfg.model) / "ensemble.json").is_file():
-        from rewardlens.rewards.ensemble import EnsembleRewardModel
-
-        rm = EnsembleRewardModel.from_pretrained(cfg.model, aggregator=cfg.aggregator, lam=cfg.lam, q=cfg.quantile,
-                                                 device=cfg.device, batch_size=cfg.batch_size)
-    elif cfg.aggregator is not None or cfg.lam is not None or cfg.quantile is not None:
-        raise InputError("aggregator, lam and quantile apply to ensemble folders (with ensemble.json) only",
-                         path=cfg.model, field="aggregator")
-    else:
-        rm = load_reward_model(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+    rm = load_reward_model(cfg.model, device=cfg.device, batch_size=cfg.batch_size, aggregator=cfg.aggregator,
+                           lam=cfg.lam, q=cfg.quantile)
     report = evaluate(rm, pairs, Bars(easy=cfg.easy_bar, hard=cfg.hard_bar))
     result = {"model": cfg.model, "data": cfg.data, **report.to_dict()}
     if cfg.out:

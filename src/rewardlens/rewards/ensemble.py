@@ -202,8 +202,11 @@ class EnsembleRewardModel(RewardModel):
         if q is not None and not 0 <= q <= 1:
             raise InputError(f"must be in [0, 1], got {q}", field="quantile")
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        loader = {"independent": _load_independent, "shared": _load_shared, "lora": _load_lora}[spec.form]
-        forward, tokenizer, info, modules = loader(root, spec, device, lora_batching == "mixed")
+        if spec.form == "lora":
+            forward, tokenizer, info, modules = _load_lora(root, spec, device, mixed=lora_batching == "mixed")
+        else:
+            loader = {"independent": _load_independent, "shared": _load_shared}[spec.form]
+            forward, tokenizer, info, modules = loader(root, spec, device)
         for m in modules:
             m.to(device).eval()
         return cls(spec, forward, tokenizer, info, device, modules, batch_size=batch_size,
@@ -284,7 +287,7 @@ def _has_model(folder: Path) -> bool:
     return (folder / "config.json").is_file()
 
 
-def _load_independent(root: Path, spec: EnsembleSpec, device: torch.device, mixed: bool):
+def _load_independent(root: Path, spec: EnsembleSpec, device: torch.device):
     dirs = _check_found(root, spec, MEMBERS_DIR, _has_model)
     tokenizer, info = load_tokenizer(dirs[0]), _read_info(dirs[0])
     models = []
@@ -305,7 +308,7 @@ def _load_independent(root: Path, spec: EnsembleSpec, device: torch.device, mixe
     return forward, tokenizer, info, models
 
 
-def _load_shared(root: Path, spec: EnsembleSpec, device: torch.device, mixed: bool):
+def _load_shared(root: Path, spec: EnsembleSpec, device: torch.device):
     folder = root / SHARED_DIR
     if not _has_model(folder):
         raise InputError(f"the shared form's model is missing: no saved model in {SHARED_DIR}/",
