@@ -76,7 +76,11 @@ class LoopConfig(RunConfig):
         "resume_may_differ": True,
         "help": "skip a step whose loss or gradient is not finite (counted as nonfinite_skipped in the metrics) "
                 "instead of stopping the run there"})
-    cpu: bool = field(default=False, metadata={"help": "train on the CPU even when a GPU is present"})
+    device: str | None = field(default=None, metadata={
+        "resume_may_differ": True,
+        "help": "cpu, cuda or cuda:N, as for rm eval and audit (default: cuda if available); under torchrun each "
+                "process takes its own GPU"})
+    cpu: bool = field(default=False, metadata={"resume_may_differ": True, "help": "same as --device cpu"})
     mixed_precision: MixedPrecision = field(default="no", metadata={"help": "autocast precision"})
 
     def validate(self) -> None:
