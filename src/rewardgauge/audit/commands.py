@@ -122,11 +122,11 @@ def load_bases(path: str, limit: int) -> tuple[list[Prompt], list[str] | None]:
         raise InputError("no rows to audit", path=path)
     _, row = first
     if "chosen" in row:
-        if "prompt" in row:
-            pairs = load_pairs(path)
-        else:
+        if isinstance(row["chosen"], str) and "\n\nAssistant:" in row["chosen"] and "prompt" not in row:
             from rewardgauge.data.adapters import load_hh_rlhf
-            pairs, _ = load_hh_rlhf(path)  # raw transcripts: the shared prefix is the prompt
+            pairs, _ = load_hh_rlhf(path)  # raw transcripts, the odd one that forms no pair skipped
+        else:
+            pairs = load_pairs(path)  # ours or any TRL layout (an implicit prompt is the shared start)
         return [p.prompt for p in pairs[:limit]], [p.chosen for p in pairs[:limit]]
     if "response" in row:
         demos = load_demonstrations(path)[:limit]
