@@ -4,6 +4,8 @@ eval and audit, --no-progress on lab data, one word for pairs without a difficul
 import json
 import os
 
+import pytest
+
 from rewardgauge.cli import main
 from rewardgauge.data.io import load_pairs
 
@@ -36,10 +38,12 @@ def test_one_device_option_for_train_eval_and_audit(lang, tmp_path, capsys):
     for argv in (["rm", "train", "--model", str(lang["model"]), "--data", str(lang["train"]), "--out",
                   str(tmp_path / "rm"), "--max-steps", "1"],
                  ["rm", "eval", "--model", str(lang["model"]), "--data", str(lang["heldout"])],
-                 ["audit", "--rm", str(lang["model"]), "--data", str(lang["heldout"])]):
+                 ["audit", "--rm", str(lang["model"]), "--data", str(lang["heldout"])],
+                 ["rl", "--prompts", str(lang["heldout"]), "--policy.model", str(lang["model"]), "--reward.models",
+                  "lab-gold", "--out", str(tmp_path / "rl")]):
         assert main(argv + ["--device", "tpu9"]) == 2, argv
         assert "field 'device': not a device: 'tpu9'" in capsys.readouterr().err
-    assert not (tmp_path / "rm").exists()  # refused before anything was written
+    assert not (tmp_path / "rm").exists() and not (tmp_path / "rl").exists()  # refused before any writing
 
 
 def test_lab_data_no_progress_and_the_word_for_pairs_without_difficulty(tmp_path, capsys):
@@ -60,3 +64,26 @@ def test_sandbox_probe_speaks_cli(capsys):
     printed = capsys.readouterr().out
     if os.geteuid() == 0:  # the rlimits-only backend is refused to root: the way round it is a flag
         assert "--allow-unsafe on the command line" in printed and "allow_unsafe=True in Python" in printed
+
+
+def test_rm_train_holds_the_output_lock_through_the_final_save(lang, tmp_path, monkeypatch):
+    import filelock
+
+    import rewardgauge.train.reward as reward
+
+    out = tmp_path / "rm"
+    seen = []
+
+    def save_model(model, tokenizer, folder, extra):  # another writer tries the same --out at the very end
+        with pytest.raises(filelock.Timeout):
+            filelock.FileLock(tmp_path / ".rm.lock", timeout=0).acquire()
+        seen.append(folder)
+        return real_save(model, tokenizer, folder, extra)
+
+    real_save = reward.save_model
+    monkeypatch.setattr(reward, "save_model", save_model)
+    assert main(["rm", "train", "--model", str(lang["model"]), "--data", str(lang["train"]), "--out", str(out),
+                 "--max-steps", "1", "--no-progress", "--device", "cpu"]) == 0
+    assert seen == [out]
+    with filelock.FileLock(tmp_path / ".rm.lock", timeout=0):  # released when the command ends
+        pass

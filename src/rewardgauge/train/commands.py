@@ -8,6 +8,7 @@ from rewardgauge.cli import group
 from rewardgauge.config import add_config_args, config_from_args
 from rewardgauge.train.config import DPOConfig, RLConfig
 from rewardgauge.train.reward import RewardTrainConfig
+from rewardgauge.train.rundir import held_outputs
 from rewardgauge.train.sft import SFTConfig
 
 
@@ -28,7 +29,8 @@ def _rm_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(RewardTrainConfig, args)
     if cfg.members > 1:
         return _rm_train_ensemble(cfg)
-    result = train_reward_model(cfg)
+    with held_outputs():
+        result = train_reward_model(cfg)
     if result.model is not None and _is_main():
         print(_summary(result, cfg.out))
     return 0
@@ -37,7 +39,8 @@ def _rm_train(args: argparse.Namespace) -> int:
 def _rm_train_ensemble(cfg: RewardTrainConfig) -> int:
     from rewardgauge.train.ensemble import train_ensemble
 
-    run = train_ensemble(cfg)
+    with held_outputs():
+        run = train_ensemble(cfg)
     if run.spec is not None:
         for m in run.members:
             # Shared heads are one model trained once (one seed, one loss): a member has only its data.
@@ -53,7 +56,8 @@ def _sft(args: argparse.Namespace) -> int:
     from rewardgauge.train.sft import run_sft
 
     cfg = config_from_args(SFTConfig, args)
-    result = run_sft(cfg)
+    with held_outputs():
+        result = run_sft(cfg)
     if _is_main():
         print(_summary(result, cfg.out))
     return 0
@@ -63,7 +67,8 @@ def _dpo(args: argparse.Namespace) -> int:
     from rewardgauge.train.dpo import run_dpo
 
     cfg = config_from_args(DPOConfig, args)
-    result = run_dpo(cfg)
+    with held_outputs():
+        result = run_dpo(cfg)
     if _is_main():
         print(_summary(result, cfg.out) + f"; load it as a reward model: rewardgauge rm eval --model {cfg.out} ...")
     return 0
@@ -73,7 +78,8 @@ def _rl(args: argparse.Namespace) -> int:
     from rewardgauge.train.rl import run_rl
 
     cfg = config_from_args(RLConfig, args)
-    result = run_rl(cfg)
+    with held_outputs():
+        result = run_rl(cfg)
     if _is_main():
         last = result.last_metrics
         shown = " ".join(f"{k}={last[k]:.4g}" for k in ("reward_mean", "gold_mean", "kl_k3", "response_length")

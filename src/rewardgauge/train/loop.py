@@ -29,7 +29,7 @@ import torch
 from rewardgauge.errors import InputError
 from rewardgauge.io import normalise_file_modes, write_json_atomic
 from rewardgauge.modeling.loading import quiet_transformers
-from rewardgauge.train.config import LoopConfig
+from rewardgauge.train.config import LoopConfig, RLConfig
 from rewardgauge.train.rundir import Callback, Control, RunDir, StepState, notify
 
 # A loss function takes (model, batch) and returns the loss and a dict of 0-d metric tensors (kept on device).
@@ -46,7 +46,7 @@ class LoopResult:
     stopped: bool = False  # a callback asked for a clean stop before the last step
 
 
-def make_accelerator(cfg: LoopConfig):
+def make_accelerator(cfg: LoopConfig | RLConfig):
     """The Accelerator for ``cfg``. Under ``torchrun`` on a machine without a GPU, DDP runs on CPU (gloo)."""
     from accelerate import Accelerator
 
