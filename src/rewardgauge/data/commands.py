@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rewardgauge.config import add_config_args, config_from_args
 from rewardgauge.errors import InputError
 from rewardgauge.io import check_output
 
@@ -67,29 +68,6 @@ class SplitConfig:
             raise InputError(f"must be a number in [0, 1], got {self.heldout_fraction!r}", field="heldout_fraction")
 
 
-def parse_mapping(text: str, flag: str) -> dict[str, str]:
-    """``"a=x,b=y"`` -> ``{"a": "x", "b": "y"}`` (the CLI form of a mapping; YAML gives a mapping directly)."""
-    out: dict[str, str] = {}
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise InputError(f"{flag}: expected NAME=VALUE[,NAME=VALUE...], got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def _config(cls: type, args: argparse.Namespace) -> Any:
-    from rewardgauge.config import config_from_args
-
-    for name in ("columns", "weights"):
-        value = getattr(args, name, None)
-        if isinstance(value, str) and not value.lstrip().startswith("{"):
-            setattr(args, name, parse_mapping(value, "--" + name))
-    return config_from_args(cls, args)
-
-
 def _count_text(counter: Counter | dict, empty: str = "none") -> str:
     items = sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))
     return ", ".join(f"{k} {v}" for k, v in items) if items else empty
@@ -141,7 +119,7 @@ def _load(kind: str, path: str, columns: dict[str, str] | None, split: str | Non
 def _validate(args: argparse.Namespace) -> int:
     from rewardgauge.data.io import read_pairs
 
-    cfg: ValidateConfig = _config(ValidateConfig, args)
+    cfg: ValidateConfig = config_from_args(ValidateConfig, args)
     if cfg.kind == "pairs":
         records, found = read_pairs(cfg.file, cfg.columns, split=cfg.split)
         if not records:
@@ -163,7 +141,7 @@ def _convert(args: argparse.Namespace) -> int:
     from rewardgauge.data import adapters
     from rewardgauge.data.io import load_pairs, save_records
 
-    cfg: ConvertConfig = _config(ConvertConfig, args)
+    cfg: ConvertConfig = config_from_args(ConvertConfig, args)
     if cfg.format != "multi-aspect" and (cfg.overall or cfg.weights or cfg.aspects):
         raise InputError("--overall, --weights and --aspects apply to --format multi-aspect only",
                          field="format")
@@ -196,7 +174,7 @@ def _split(args: argparse.Namespace) -> int:
     from rewardgauge.data.splits import prompt_key, split_pairs
     from rewardgauge.io import atomic_path, output_lock
 
-    cfg: SplitConfig = _config(SplitConfig, args)
+    cfg: SplitConfig = config_from_args(SplitConfig, args)
     out = check_output(cfg.out_dir, "dir", field="out_dir")
     records = _load(cfg.kind, cfg.input, cfg.columns, cfg.split)
     train, heldout = split_pairs(records, cfg.heldout_fraction, cfg.seed)
@@ -215,8 +193,6 @@ def _split(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from rewardgauge.cli import group
-    from rewardgauge.config import add_config_args
-
     data = group(subparsers, "data", "Preference data: validate, convert (hh-rlhf, multi-aspect ratings, "
                                      "datasets folders) and split by prompt")
     fmt = argparse.RawDescriptionHelpFormatter

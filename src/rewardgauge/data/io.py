@@ -86,9 +86,31 @@ def _iter_datasets_folder(path: Path, split: str | None) -> Iterator[tuple[int, 
         yield from _iter_dataset(_pick_split(ds, split, path))
 
 
+# Data files that datasets reads as UTF-8 text (and fails on, deep inside pyarrow, when they are not).
+TEXT_SUFFIXES = (*JSONL_SUFFIXES, ".json", ".csv", ".tsv", ".txt")
+
+
+def _check_utf8(path: Path) -> None:
+    """The text data files of ``path`` (a file, or a folder's files outside hidden folders) are UTF-8, else an
+    InputError naming the file and line, before ``datasets`` meets the bytes."""
+    files = [path] if path.is_file() else sorted(
+        f for f in path.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts))
+    for file in files:
+        if file.suffix.lower() not in TEXT_SUFFIXES:
+            continue
+        with open(file, "rb") as f:
+            for lineno, raw in enumerate(f, 1):  # a newline byte is never inside a UTF-8 character
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise InputError(f"invalid UTF-8 at byte {e.start} of the line; save the file as UTF-8",
+                                     path=file, line=lineno) from None
+
+
 def _iter_load_dataset(path: Path, split: str | None) -> Iterator[tuple[int, dict]]:
     """Local data files through ``datasets.load_dataset``; its cache goes to a temporary folder so a user's
     cache is neither filled nor consulted (a stale cache entry cannot hide a fixed file)."""
+    _check_utf8(path)
     with _quiet_datasets() as datasets, tempfile.TemporaryDirectory(prefix="rewardgauge-ds-") as cache:
         try:
             if path.is_dir():
