@@ -3,12 +3,14 @@ pairs and read back to the same pairs, from JSONL and from datasets sources; ext
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
 from rewardgauge.cli import main
 from rewardgauge.data.formats import split_shared_text
 from rewardgauge.data.io import load_pairs, read_pairs
+from rewardgauge.data.records import prompt_text
 from rewardgauge.errors import InputError
 
 # (prompt messages, chosen, rejected): one single-turn and one multi-turn conversation with a system message.
@@ -143,3 +145,20 @@ def test_today_cases_validate_and_convert(tmp_path, capsys):
     assert not (tmp_path / "o.jsonl").exists()
     assert main(["data", "convert", "--input", str(text), "--out", str(tmp_path / "o.jsonl")]) == 0
     assert [p.chosen for p in load_pairs(tmp_path / "o.jsonl")] == ["Blue, as a rule.", "No, 7 + 5 = 12."]
+
+
+def test_the_readme_examples_read_as_the_layouts_it_names(tmp_path, capsys):
+    """README's data-format section: one row per layout, each the same boiled-egg pair but the last."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("## Data formats", 1)[1].split("```jsonl\n", 1)[1].split("```", 1)[0]
+    src = tmp_path / "readme.jsonl"
+    src.write_text(block)
+    pairs, found = read_pairs(src)
+    assert dict(found.layouts) == {"rewardgauge": 2, "conversational": 1, "conversational_implicit": 1,
+                                   "implicit": 1, "hh-rlhf": 1}
+    egg = [(prompt_text(p.prompt), p.chosen, p.rejected) for p in pairs[:5]]
+    assert {e[1:] for e in egg} == {("Boil it for eight minutes.", "No idea.")}
+    assert {e[0] for e in egg} <= {"How do I boil an egg?", "user: How do I boil an egg?"}
+    full = pairs[5]
+    assert (full.votes, full.aspects, full.margin, full.difficulty) == ([1, 1, 1, 0, 1], {"correctness": 1.0,
+                                                                                         "brevity": 0.5}, 2.0, "easy")
