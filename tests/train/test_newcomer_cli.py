@@ -87,3 +87,20 @@ def test_rm_train_holds_the_output_lock_through_the_final_save(lang, tmp_path, m
     assert seen == [out]
     with filelock.FileLock(tmp_path / ".rm.lock", timeout=0):  # released when the command ends
         pass
+
+
+def test_tensorboard_gets_each_aspect_loss_and_the_centering_term(lang, tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "rm"
+    assert main(["rm", "train", "--model", str(lang["model"]), "--data", str(lang["train"]), "--out", str(out),
+                 "--loss", "multi", "--center-coef", "0.01", "--max-steps", "2", "--report-to", "tensorboard",
+                 "--no-progress", "--device", "cpu"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    (events,) = {f.parent for f in (out / "tensorboard").rglob("events.out.tfevents.*")}
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    for key in ("loss", "loss_brevity", "loss_tone", "loss_center"):
+        assert [s.value for s in acc.Scalars(key)] == pytest.approx([r[key] for r in rows], rel=1e-5), key
+    assert all(r["loss_center"] > 0 for r in rows)
