@@ -166,7 +166,7 @@ def _convert(args: argparse.Namespace) -> int:
                     "reads chosen/rejected texts without a prompt as TRL's implicit-prompt format")
         raise InputError(f"gives no preference pairs (skipped: {_count_text(skipped)}){hint}", path=cfg.input)
     n = save_records(cfg.out, pairs)
-    print(f"wrote {n} pairs to {cfg.out} (skipped: {_count_text(skipped)})")
+    print(f"wrote {n} pair{'' if n == 1 else 's'} to {cfg.out} (skipped: {_count_text(skipped)})")
     return 0
 
 

@@ -48,7 +48,7 @@ class PairsRead:
             out.append("layout: " + ", ".join(f"{k} {v}" for k, v in sorted(self.layouts.items())))
         if self.extra_columns:
             out.append("extra columns kept in meta: " + ", ".join(
-                f"{k} ({v} rows)" for k, v in sorted(self.extra_columns.items())))
+                f"{k} ({v} row{'' if v == 1 else 's'})" for k, v in sorted(self.extra_columns.items())))
         return out
 
 
