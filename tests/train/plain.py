@@ -51,3 +51,19 @@ def plain_transformers(*jobs):
         if "logits" in r:
             r["logits"] = torch.tensor(r["logits"])
     return results
+
+
+def tiny_granite(tokenizer_folder, folder, hidden: int = 32, layers: int = 1):
+    """A random tiny Granite causal LM with ``tokenizer_folder``'s tokenizer, saved to ``folder``: an architecture
+    that transformers has no sequence-classification class for."""
+    from transformers import AutoTokenizer, GraniteConfig, GraniteForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_folder)
+    torch.manual_seed(0)
+    heads = hidden // 16
+    config = GraniteConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers,
+                           num_attention_heads=heads, num_key_value_heads=heads, intermediate_size=2 * hidden,
+                           pad_token_id=tok.pad_token_id)
+    GraniteForCausalLM(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from plain import plain_transformers
+from plain import plain_transformers, tiny_granite
 from transformers import AutoTokenizer
 
 from rewardgauge.cli import main
@@ -67,15 +67,7 @@ def test_multi_objective_exports_a_one_output_variant_with_the_combined_reward(l
 def test_architecture_without_a_classifier_class_is_portable_with_its_own_code(lang, tmp_path):
     """Granite has no *ForSequenceClassification in transformers 5: the folder carries the head's code, plain
     transformers loads it with trust_remote_code=True and refuses (not a random head) without it."""
-    from transformers import GraniteConfig, GraniteForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(lang["model"])
-    torch.manual_seed(0)
-    config = GraniteConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           num_key_value_heads=2, intermediate_size=64, pad_token_id=tok.pad_token_id)
-    base = tmp_path / "granite"
-    GraniteForCausalLM(config).save_pretrained(base)
-    tok.save_pretrained(base)
+    base = tiny_granite(lang["model"], tmp_path / "granite")
     out = tmp_path / "rm"
     _train(lang, out, model=str(base), loss="multi")
     saved = json.loads((out / "config.json").read_text())
