@@ -45,6 +45,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,6 @@ class BenchConfig:
     dpo_eval_every: int = 10
     dpo_eval_prompts: int = 32  # held-out prompts, 2 samples each, per evaluation
     smooth: int = 5  # moving-average window (steps) for peak and final
-    threads: int = 1
 
 
 QUICK = dict(seeds=1, steps=6, pairs=200, heldout_pairs=60, demos=600, rl_prompts=64, sft_steps=30,
@@ -189,61 +189,55 @@ def once(folder: Path, work: Callable[[Path], dict]) -> dict:
     if folder.exists():
         shutil.rmtree(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     result = work(folder)
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    result["cpu_seconds"] = round(time.process_time() - cpu0, 1)  # this process's CPU time, load-independent
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(done, result)
     return result
 
 
-def lab_data(cfg: BenchConfig, setting: str, seed: int) -> Callable[[Path], dict]:
-    def work(folder: Path) -> dict:
-        from rewardgauge.lab.dataset import LabDataConfig, generate
+def lab_data(cfg: BenchConfig, setting: str, seed: int, folder: Path) -> dict:
+    from rewardgauge.lab.dataset import LabDataConfig, generate
 
-        labels = {"labels": "gold", "label_flip": cfg.label_flip} if setting == "noise" else {}
-        return generate(LabDataConfig(out=str(folder), pairs=cfg.pairs, heldout_pairs=cfg.heldout_pairs,
-                                      demos=cfg.demos, rl_prompts=cfg.rl_prompts, seed=seed, **labels),
-                        progress=False)
-    return work
+    labels = {"labels": "gold", "label_flip": cfg.label_flip} if setting == "noise" else {}
+    return generate(LabDataConfig(out=str(folder), pairs=cfg.pairs, heldout_pairs=cfg.heldout_pairs,
+                                  demos=cfg.demos, rl_prompts=cfg.rl_prompts, seed=seed, **labels), progress=False)
 
 
-def sft_policy(cfg: BenchConfig, labs: dict[str, Path], seed: int) -> Callable[[Path], dict]:
+def sft_policy(cfg: BenchConfig, labs: dict[str, Path], seed: int, folder: Path) -> dict:
     """A fresh tiny Llama whose tokenizer covers every setting's text, fine-tuned on the demonstrations."""
-    def work(folder: Path) -> dict:
-        from rewardgauge.modeling.policy import init_model
-        from rewardgauge.train.config import SFTConfig
-        from rewardgauge.train.sft import run_sft
+    from rewardgauge.modeling.policy import init_model
+    from rewardgauge.train.config import SFTConfig
+    from rewardgauge.train.sft import run_sft
 
-        corpus = [p / f for p in labs.values() for f in ("train.jsonl", "heldout.jsonl", "sft.jsonl")]
-        init_model(corpus, folder / "init", preset=cfg.preset, seed=seed)
-        first = next(iter(labs.values()))
-        result = run_sft(SFTConfig(model=str(folder / "init"), data=str(first / "sft.jsonl"),
-                                   out=str(folder / "model"), max_steps=cfg.sft_steps, batch_size=32, lr=2e-3,
-                                   save_every=0, progress=False, seed=seed))
-        shutil.rmtree(folder / "init")
-        return {"sft_loss": result.last_metrics.get("loss")}
-    return work
+    corpus = [p / f for p in labs.values() for f in ("train.jsonl", "heldout.jsonl", "sft.jsonl")]
+    init_model(corpus, folder / "init", preset=cfg.preset, seed=seed)
+    first = next(iter(labs.values()))
+    result = run_sft(SFTConfig(model=str(folder / "init"), data=str(first / "sft.jsonl"),
+                               out=str(folder / "model"), max_steps=cfg.sft_steps, batch_size=32, lr=2e-3,
+                               save_every=0, progress=False, seed=seed))
+    shutil.rmtree(folder / "init")
+    return {"sft_loss": result.last_metrics.get("loss")}
 
 
-def proxies(cfg: BenchConfig, lab: Path, sft: Path, seed: int) -> Callable[[Path], dict]:
+def proxies(cfg: BenchConfig, lab: Path, sft: Path, seed: int, folder: Path) -> dict:
     """The ensemble (members from the SFT model), its held-out accuracy, and WARM: the members averaged."""
-    def work(folder: Path) -> dict:
-        from rewardgauge.train.config import RewardTrainConfig
-        from rewardgauge.train.ensemble import train_ensemble
+    from rewardgauge.train.config import RewardTrainConfig
+    from rewardgauge.train.ensemble import train_ensemble
 
-        run = train_ensemble(RewardTrainConfig(
-            model=str(sft), data=str(lab / "train.jsonl"), eval_data=str(lab / "heldout.jsonl"),
-            out=str(folder / "ensemble"), members=cfg.members, ensemble_form="independent", subset="bootstrap",
-            epochs=cfg.rm_epochs, batch_size=16, lr=cfg.rm_lr, max_length=128, save_every=0, progress=False,
-            seed=seed))
-        members = sorted((folder / "ensemble" / "members").iterdir())
-        average_weights(members, folder / "warm")
-        accuracy = {"member_heldout_accuracy": [m.get("eval_accuracy") for m in run.members]}
-        accuracy.update(heldout_accuracy(lab / "heldout.jsonl", {
-            "single": str(members[0]), "ens_min": str(folder / "ensemble"), "warm": str(folder / "warm")}))
-        return accuracy
-    return work
+    run = train_ensemble(RewardTrainConfig(
+        model=str(sft), data=str(lab / "train.jsonl"), eval_data=str(lab / "heldout.jsonl"),
+        out=str(folder / "ensemble"), members=cfg.members, ensemble_form="independent", subset="bootstrap",
+        epochs=cfg.rm_epochs, batch_size=16, lr=cfg.rm_lr, max_length=128, save_every=0, progress=False,
+        seed=seed))
+    members = sorted((folder / "ensemble" / "members").iterdir())
+    average_weights(members, folder / "warm")
+    accuracy = {"member_heldout_accuracy": [m.get("eval_accuracy") for m in run.members]}
+    accuracy.update(heldout_accuracy(lab / "heldout.jsonl", {
+        "single": str(members[0]), "ens_min": str(folder / "ensemble"), "warm": str(folder / "warm")}))
+    return accuracy
 
 
 def average_weights(members: Sequence[Path], out: Path) -> None:
@@ -285,55 +279,51 @@ def reward_of(form: str, rms: Path) -> dict:
 
 
 def rl_run(cfg: BenchConfig, lab: Path, start: Path, reward: dict, seed: int, coef: float,
-           target: float | None = None, reference: Path | None = None) -> Callable[[Path], dict]:
+           target: float | None, reference: Path | None, folder: Path) -> dict:
     """GRPO from ``start`` against ``reward``; the per-step rows (proxy, gold, kl to the reference)."""
-    def work(folder: Path) -> dict:
-        from rewardgauge.config import load_config
-        from rewardgauge.io import read_jsonl
-        from rewardgauge.train.config import RLConfig
-        from rewardgauge.train.rl import run_rl
+    from rewardgauge.config import load_config
+    from rewardgauge.io import read_jsonl
+    from rewardgauge.train.config import RLConfig
+    from rewardgauge.train.rl import run_rl
 
-        overrides = {
-            "algo": "grpo", "prompts": str(lab / "rl_prompts.jsonl"), "out": str(folder / "run"),
-            "policy.model": str(start), "reward.gold": "lab-gold", "seed": seed, "steps": cfg.steps,
-            "prompts_per_step": cfg.prompts_per_step, "generation.group_size": cfg.group_size,
-            "generation.max_new_tokens": cfg.max_new_tokens, "policy.lr": cfg.rl_lr, "kl.coef": coef,
-            "kl.estimator": "k3", "save_every": 0, "samples_every": max(1, cfg.steps // 10), "progress": False,
-            **reward}
-        if reference is not None:
-            overrides["policy.ref_model"] = str(reference)
-        if target is not None:
-            overrides.update({"kl.target": target, "kl.horizon": cfg.kl_horizon})
-        run_rl(load_config(RLConfig, None, overrides))
-        rows = [{"step": r["step"], "proxy": r["reward_mean"], "gold": r["gold_mean"], "kl": r["kl_k3"],
-                 "kl_coef": r["kl_coef"], "length": r["response_length"]}
-                for r in read_jsonl(folder / "run" / "metrics.jsonl")]
-        for f in (folder / "run").glob("model.safetensors"):
-            f.unlink()  # the policy is not needed again; the metrics and samples stay
-        return {"rows": rows}
-    return work
+    overrides = {
+        "algo": "grpo", "prompts": str(lab / "rl_prompts.jsonl"), "out": str(folder / "run"),
+        "policy.model": str(start), "reward.gold": "lab-gold", "seed": seed, "steps": cfg.steps,
+        "prompts_per_step": cfg.prompts_per_step, "generation.group_size": cfg.group_size,
+        "generation.max_new_tokens": cfg.max_new_tokens, "policy.lr": cfg.rl_lr, "kl.coef": coef,
+        "kl.estimator": "k3", "save_every": 0, "samples_every": max(1, cfg.steps // 10), "progress": False,
+        **reward}
+    if reference is not None:
+        overrides["policy.ref_model"] = str(reference)
+    if target is not None:
+        overrides.update({"kl.target": target, "kl.horizon": cfg.kl_horizon})
+    run_rl(load_config(RLConfig, None, overrides))
+    rows = [{"step": r["step"], "proxy": r["reward_mean"], "gold": r["gold_mean"], "kl": r["kl_k3"],
+             "kl_coef": r["kl_coef"], "length": r["response_length"]}
+            for r in read_jsonl(folder / "run" / "metrics.jsonl")]
+    for f in (folder / "run").glob("model.safetensors"):
+        f.unlink()  # the policy is not needed again; the metrics and samples stay
+    return {"rows": rows}
 
 
-def dpo_run(cfg: BenchConfig, lab: Path, sft: Path, seed: int) -> Callable[[Path], dict]:
+def dpo_run(cfg: BenchConfig, lab: Path, sft: Path, seed: int, folder: Path) -> dict:
     """DPO from SFT on the setting's pairs; every ``dpo_eval_every`` steps, the implicit reward's accuracy on
     pairs sampled from the policy itself (labelled by gold) and on the fixed held-out pairs."""
-    def work(folder: Path) -> dict:
-        from rewardgauge.train.config import DPOConfig
-        from rewardgauge.train.dpo import run_dpo
+    from rewardgauge.train.config import DPOConfig
+    from rewardgauge.train.dpo import run_dpo
 
-        probe = ImplicitRewardProbe(cfg, lab, sft, seed)
-        evals = [probe(0, None)]
+    probe = ImplicitRewardProbe(cfg, lab, sft, seed)
+    evals = [probe(0, None)]
 
-        def callback(state):
-            if state.step % cfg.dpo_eval_every == 0 or state.step == state.total_steps:
-                evals.append(probe(state.step, state.accelerator.unwrap_model(state.model)))
+    def callback(state):
+        if state.step % cfg.dpo_eval_every == 0 or state.step == state.total_steps:
+            evals.append(probe(state.step, state.accelerator.unwrap_model(state.model)))
 
-        run_dpo(DPOConfig(model=str(sft), data=str(lab / "train.jsonl"), out=str(folder / "policy"),
-                          max_steps=cfg.dpo_steps, batch_size=16, lr=cfg.dpo_lr, beta=cfg.dpo_beta,
-                          max_length=128, max_prompt_length=64, save_every=0, progress=False, seed=seed),
-                callbacks=[callback])
-        return {"evals": evals}
-    return work
+    run_dpo(DPOConfig(model=str(sft), data=str(lab / "train.jsonl"), out=str(folder / "policy"),
+                      max_steps=cfg.dpo_steps, batch_size=16, lr=cfg.dpo_lr, beta=cfg.dpo_beta,
+                      max_length=128, max_prompt_length=64, save_every=0, progress=False, seed=seed),
+            callbacks=[callback])
+    return {"evals": evals}
 
 
 class ImplicitRewardProbe:
@@ -391,35 +381,80 @@ class ImplicitRewardProbe:
 
 # --- the plan -----------------------------------------------------------------------------------------------
 
-def run_seed(cfg: BenchConfig, work: Path, seed: int, log: Callable[[str], None]) -> dict:
-    root = work / f"seed{seed}"
-    labs = {s: root / f"lab-{s}" for s in cfg.settings}
-    for s, folder in labs.items():
-        once(folder, lab_data(cfg, s, seed))
-    log(f"seed {seed}: lab data")
-    once(root / "sft", sft_policy(cfg, labs, seed))
-    sft = root / "sft" / "model"
-    log(f"seed {seed}: sft")
-    out: dict = {"seed": seed, "settings": {}}
-    for s in cfg.settings:
-        rms = root / f"rm-{s}"
-        acc = once(rms, proxies(cfg, labs[s], sft, seed))
-        log(f"seed {seed} {s}: proxies {json.dumps({k: v for k, v in acc.items() if k != 'seconds'})}")
-        runs: dict[str, dict[str, list]] = {}
+class Runner:
+    """Runs units (folder, work) with ``once``: in this process, or on ``jobs`` worker processes (spawned, each
+    with ``threads`` torch threads), the results in the order given."""
+
+    def __init__(self, jobs: int, threads: int):
+        self.pool = None
+        if jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=set_threads, initargs=(threads,))
+
+    def run(self, units: Sequence[tuple[Path, Callable[[Path], dict]]]) -> list[dict]:
+        if self.pool is None:
+            return [once(folder, work) for folder, work in units]
+        return [f.result() for f in [self.pool.submit(once, folder, work) for folder, work in units]]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+def set_threads(threads: int) -> None:
+    os.environ.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_all(cfg: BenchConfig, work: Path, runner: Runner, log: Callable[[str], None]) -> list[dict]:
+    """Every unit of every seed, in phases whose units are independent: lab data, SFT, proxies, the RL runs
+    and DPO, then DPO -> RL. Returns per seed, per setting: proxies' accuracy, each run's rows, DPO's evals."""
+    seeds = range(cfg.seeds)
+    keys = [(seed, s) for seed in seeds for s in cfg.settings]
+    lab = {(seed, s): work / f"seed{seed}" / f"lab-{s}" for seed, s in keys}
+    sft = {seed: work / f"seed{seed}" / "sft" for seed in seeds}
+    rms = {(seed, s): work / f"seed{seed}" / f"rm-{s}" for seed, s in keys}
+    runner.run([(lab[k], partial(lab_data, cfg, k[1], k[0])) for k in keys])
+    runner.run([(sft[seed], partial(sft_policy, cfg, {s: lab[seed, s] for s in cfg.settings}, seed))
+                for seed in seeds])
+    log("lab data and SFT")
+    accuracy = dict(zip(keys, runner.run([(rms[k], partial(proxies, cfg, lab[k], sft[k[0]] / "model", k[0]))
+                                          for k in keys])))
+    log(f"proxies: {json.dumps({f'{k[0]}/{k[1]}': v for k, v in accuracy.items()})}")
+    units, names = [], []
+    for seed, s in keys:
         for form in FORMS:
             labels = [(c, None) for c in cfg.kl_fixed] + [(cfg.kl_adaptive_init, t) for t in cfg.kl_targets]
             for coef, target in labels if form in SWEEP_FORMS else [(cfg.weak_kl, None)]:
-                name = kl_label(coef, target)
-                result = once(root / "rl" / s / form / name,
-                              rl_run(cfg, labs[s], sft, reward_of(form, rms), seed, coef, target))
-                runs.setdefault(form, {})[name] = result["rows"]
-                log(f"seed {seed} {s} {form} {name}: {result['seconds']} s")
-        dpo = once(root / f"dpo-{s}", dpo_run(cfg, labs[s], sft, seed))
-        log(f"seed {seed} {s}: dpo {dpo['seconds']} s")
-        hybrid = once(root / "rl" / s / "dpo_then_rl",
-                      rl_run(cfg, labs[s], root / f"dpo-{s}" / "policy", reward_of("single", rms), seed,
-                             cfg.weak_kl, reference=sft))
-        out["settings"][s] = {"proxies": acc, "runs": runs, "dpo": dpo["evals"], "hybrid": hybrid["rows"]}
+                names.append((seed, s, form, kl_label(coef, target)))
+                units.append((work / f"seed{seed}" / "rl" / s / form / names[-1][-1],
+                              partial(rl_run, cfg, lab[seed, s], sft[seed] / "model", reward_of(form, rms[seed, s]),
+                                      seed, coef, target, None)))
+        names.append((seed, s, "dpo", ""))
+        units.append((work / f"seed{seed}" / f"dpo-{s}", partial(dpo_run, cfg, lab[seed, s], sft[seed] / "model",
+                                                                 seed)))
+    results = runner.run(units)
+    log(f"{len(units)} RL and DPO runs: {sum(r['seconds'] for r in results):.0f} s of work")
+    hybrid = dict(zip(keys, runner.run([
+        (work / f"seed{seed}" / "rl" / s / "dpo_then_rl",
+         partial(rl_run, cfg, lab[seed, s], work / f"seed{seed}" / f"dpo-{s}" / "policy",
+                 reward_of("single", rms[seed, s]), seed, cfg.weak_kl, None, sft[seed] / "model"))
+        for seed, s in keys])))
+    log("DPO -> RL")
+    out = [{"seed": seed, "settings": {s: {"proxies": accuracy[seed, s], "runs": {}, "dpo": None,
+                                           "hybrid": hybrid[seed, s]["rows"]} for s in cfg.settings}}
+           for seed in seeds]
+    for (seed, s, form, name), result in zip(names, results):
+        place = out[seed]["settings"][s]
+        if form == "dpo":
+            place["dpo"] = result["evals"]
+        else:
+            place["runs"].setdefault(form, {})[name] = result["rows"]
     return out
 
 
@@ -646,7 +681,7 @@ def report_html(cfg: BenchConfig, seeds: list[dict], summary: dict, seconds: flo
             {**curve([p["hybrid"] for p in per], "gold", cfg.smooth), "label": "DPO then RL"}]))
     parts.append(f"<h2>Claims</h2><pre>{html.escape(json.dumps(summary['claims'], indent=1))}</pre>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;margin:6px 0}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}svg{margin:4px}")
+             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}svg{margin:4px}pre{white-space:pre-wrap}")
     return f"<!doctype html><html><head><meta charset='utf-8'><title>overoptimisation</title><style>{style}</style>" \
            f"</head><body>{''.join(parts)}</body></html>"
 
@@ -677,21 +712,20 @@ def main() -> None:
                                                      "overopt-work, or overopt-work-quick)")
     parser.add_argument("--out", default=None, help="folder for results.json and report.html (default: --work)")
     parser.add_argument("--quick", action="store_true", help="a run of a few minutes that exercises every part")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--jobs", type=int, default=2, help="units run at once, each in its own process "
+                                                           "(1: all in this process)")
     parser.add_argument("--verbose", action="store_true", help="a line on stderr per finished unit")
     args = parser.parse_args()
     cfg = BenchConfig(**(QUICK if args.quick else {}))
-    for name in ("seeds", "steps", "threads"):
+    for name in ("seeds", "steps"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     if args.settings:
         cfg.settings = tuple(s for s in args.settings.split(",") if s)
         if not cfg.settings or set(cfg.settings) - set(SETTINGS):
             parser.error(f"--settings takes some of {','.join(SETTINGS)}")
-    os.environ.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    import torch
-
-    torch.set_num_threads(cfg.threads)
+    set_threads(args.threads)
     work = Path(args.work or ("overopt-work-quick" if args.quick else "overopt-work"))
     out = Path(args.out) if args.out else work
     config_file = work / "bench-config.json"
@@ -705,7 +739,11 @@ def main() -> None:
             print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    seeds = [run_seed(cfg, work, seed, log) for seed in range(cfg.seeds)]
+    runner = Runner(args.jobs, args.threads)
+    try:
+        seeds = run_all(cfg, work, runner, log)
+    finally:
+        runner.close()
     seconds = round(time.perf_counter() - t0, 1)
     summary = summarise(cfg, seeds)
     from rewardgauge.io import write_json_atomic, write_text_atomic
