@@ -76,13 +76,13 @@ class BenchConfig:
     rm_lr: float = 1e-3
     members: int = 5
     lam: float = 1.0  # mean - lam * std
-    prompts_per_step: int = 8
+    prompts_per_step: int = 4
     group_size: int = 8
-    max_new_tokens: int = 40
+    max_new_tokens: int = 32
     rl_lr: float = 2e-4
     weak_kl: float = 0.0  # the main runs' coefficient (one of kl_fixed)
     kl_fixed: tuple[float, ...] = (0.0, 0.02, 0.1, 0.5)
-    kl_targets: tuple[float, ...] = (2.0, 8.0)  # adaptive: nats of response KL
+    kl_targets: tuple[float, ...] = (4.0,)  # adaptive: nats of response KL
     kl_adaptive_init: float = 0.1
     kl_horizon: int = 200
     dpo_steps: int = 60
@@ -95,7 +95,7 @@ class BenchConfig:
 
 QUICK = dict(seeds=1, steps=6, pairs=200, heldout_pairs=60, demos=600, rl_prompts=64, sft_steps=30,
              members=5, prompts_per_step=4, group_size=4, max_new_tokens=24, kl_fixed=(0.0, 0.02, 0.1, 0.5),
-             kl_targets=(2.0,), dpo_steps=6, dpo_eval_every=3, dpo_eval_prompts=8, smooth=2)
+             kl_targets=(4.0,), dpo_steps=6, dpo_eval_every=3, dpo_eval_prompts=8, smooth=2)
 
 
 # --- pure parts: curves, Gao's fit, peak and drop, spread over seeds -----------------------------------------
