@@ -79,12 +79,12 @@ class BenchConfig:
     prompts_per_step: int = 4
     group_size: int = 8
     max_new_tokens: int = 32
-    rl_lr: float = 2e-4
-    weak_kl: float = 0.0  # the main runs' coefficient (one of kl_fixed)
-    kl_fixed: tuple[float, ...] = (0.0, 0.02, 0.1, 0.5)
+    rl_lr: float = 1e-4
+    weak_kl: float = 0.01  # the main runs' coefficient (one of kl_fixed)
+    kl_fixed: tuple[float, ...] = (0.01, 0.05, 0.2, 1.0)
     kl_targets: tuple[float, ...] = (4.0,)  # adaptive: nats of response KL
-    kl_adaptive_init: float = 0.1
-    kl_horizon: int = 200
+    kl_adaptive_init: float = 0.05
+    kl_horizon: int = 10  # rl updates the controller once a step: beta moves by up to 2 % a step
     dpo_steps: int = 60
     dpo_beta: float = 0.1
     dpo_lr: float = 5e-4
@@ -94,7 +94,7 @@ class BenchConfig:
 
 
 QUICK = dict(seeds=1, steps=6, pairs=200, heldout_pairs=60, demos=600, rl_prompts=64, sft_steps=30,
-             members=5, prompts_per_step=4, group_size=4, max_new_tokens=24, kl_fixed=(0.0, 0.02, 0.1, 0.5),
+             members=5, prompts_per_step=4, group_size=4, max_new_tokens=24,
              kl_targets=(4.0,), dpo_steps=6, dpo_eval_every=3, dpo_eval_prompts=8, smooth=2)
 
 
