@@ -24,7 +24,7 @@ gold of the SFT samples (step 1); Gao's R(d) = d (alpha - beta log d) fitted by 
 final gold after a moving average of ``smooth`` steps; ``gold_drop_from_peak`` the share of the peak gain lost
 by the end. Means and std over seeds in every table and plot.
 
-Everything goes under ``--work`` (default ``overopt-work``): a unit that finished (a ``bench.json`` in its
+Everything goes under ``--work`` (default ``runs/overopt``): a unit that finished (a ``bench.json`` in its
 folder) is not run again, so a stopped run resumes where it was; an unfinished unit is redone from scratch.
 ``--out`` receives results.json and report.html (self-contained: inline SVG plots). Prints one JSON line.
 
@@ -709,7 +709,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="GRPO steps per run (default 60; quick 6)")
     parser.add_argument("--settings", default=None, help="comma-separated subset of noise,bias")
     parser.add_argument("--work", default=None, help="folder of the runs, reused on a rerun (default "
-                                                     "overopt-work, or overopt-work-quick)")
+                                                     "runs/overopt, or runs/overopt-quick)")
     parser.add_argument("--out", default=None, help="folder for results.json and report.html (default: --work)")
     parser.add_argument("--quick", action="store_true", help="a run of a few minutes that exercises every part")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
@@ -726,7 +726,7 @@ def main() -> None:
         if not cfg.settings or set(cfg.settings) - set(SETTINGS):
             parser.error(f"--settings takes some of {','.join(SETTINGS)}")
     set_threads(args.threads)
-    work = Path(args.work or ("overopt-work-quick" if args.quick else "overopt-work"))
+    work = Path(args.work or ("runs/overopt-quick" if args.quick else "runs/overopt"))
     out = Path(args.out) if args.out else work
     config_file = work / "bench-config.json"
     work.mkdir(parents=True, exist_ok=True)
