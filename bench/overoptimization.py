@@ -132,7 +132,7 @@ def gao_fit(d: Sequence[float], gain: Sequence[float]) -> dict[str, float | None
 def peak_and_drop(gold: Sequence[float], window: int) -> dict[str, float | None]:
     """Start (the SFT samples' gold, step 1), peak and final gold of a run after a trailing moving average of
     ``window`` steps, and the share of the peak's gain over the start lost by the end (None when the run never
-    gained: nothing to lose)."""
+    gained: nothing to lose; above 1 when the run ends below where it started)."""
     smooth = moving_average(gold, window)
     start, peak, final = gold[0], max(smooth), smooth[-1]
     gain = peak - start
