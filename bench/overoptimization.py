@@ -517,6 +517,8 @@ def claims(cfg: BenchConfig, summary: dict) -> dict:
         out[s] = {
             # overoptimisation visible: single RM, weak KL, >= 20 % of the gain lost while the proxy rose
             "single_weak_kl_drop": drop,
+            # the gain the drop is a share of: a peak within noise of the start makes the drop meaningless
+            "single_weak_kl_peak_gain": main["single"]["gold_peak"] - main["single"]["gold_start"],
             "single_weak_kl_proxy_rise": main["single"]["proxy_final"] - main["single"]["proxy_start"],
             "overoptimisation_visible": drop is not None and drop >= 0.2
                                         and main["single"]["proxy_final"] > main["single"]["proxy_start"],

@@ -91,6 +91,7 @@ def test_summary_has_every_key_per_setting_and_form(bench):
         assert set(line["kl_sweep"][s]) == set(bench.SWEEP_FORMS) and set(line["kl_sweep"][s]["single"]) == set(names)
         assert line["dpo"][s]["last_own_accuracy"] == pytest.approx(0.2)
         assert line["claims"][s]["dpo_implicit_worse_on_own_samples"] is True
+        assert line["claims"][s]["single_weak_kl_peak_gain"] > 0
         assert set(line["hybrid"][s]) >= {"kl", "gold_rl_from_sft", "gold_dpo_then_rl"}
     assert "ensembles_help_more_against_noise" in line["claims"]
     html = bench.report_html(cfg, seeds, summary, 1.0)
