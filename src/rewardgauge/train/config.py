@@ -338,6 +338,10 @@ class RewardSection:
     lam: float | None = field(default=None, metadata={"help": "mean_minus_std: weight of the members' std"})
     quantile: float | None = field(default=None, metadata={"help": "quantile aggregator: q in [0, 1]"})
     batch_size: int = field(default=64, metadata={"help": "responses per reward-model forward"})
+    dense: bool = field(default=False, metadata={
+        "help": "process reward models: reward every step, not just the aggregate (ppo: each step's score at "
+                "its last token, Math-Shepherd; grpo / dr_grpo: process supervision, a token's advantage is the "
+                "sum of the group-normalised scores of its step and the later ones, DeepSeekMath)"})
     gold: str = field(default="auto", metadata={
         "help": "a reward source scored on the same samples and only logged (gold_* metrics): auto = the lab's "
                 "gold reward when the prompts come from `rewardgauge lab data`, none = nothing"})
@@ -413,6 +417,11 @@ class RLConfig(RunConfig):
         if self.algo in ("grpo", "dr_grpo", "rloo") and self.generation.group_size < 2:
             raise ValueError(f"{self.algo} compares the responses to one prompt: generation.group_size must be at "
                              f"least 2, got {self.generation.group_size}")
+        if self.reward.dense and self.algo == "rloo":
+            raise ValueError("reward.dense is for ppo, grpo and dr_grpo (rloo has no per-step form here)")
+        if self.reward.dense and self.algo != "ppo" and self.kl.placement == "reward":
+            raise ValueError("reward.dense with grpo / dr_grpo needs kl.placement loss (process supervision has "
+                             "no per-token KL reward)")
         if self.prompts_per_step % self.minibatches:
             raise ValueError(f"minibatches ({self.minibatches}) must divide prompts_per_step ({self.prompts_per_step})")
         if not 0 < self.clip_low < 1 or (self.clip_high is not None and not self.clip_high > 0):
