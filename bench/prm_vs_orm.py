@@ -15,11 +15,16 @@ Step": PRM 78.2 % > ORM 72.4 % > majority vote 69.6 % at best-of-1860 on MATH).
    under each aggregation (min, product, last, mean), the ORM, and majority vote, on the same random subsets.
 4. The rollout-labelled PRM as a step classifier on those held-out samples against the gold step labels:
    step F1 (finding wrong steps) and ProcessBench's earliest-error F1.
+5. Does the policy stumble into right answers? GRPO (``rewardgauge rl``) from the SFT policy against the ORM,
+   against the rollout-labelled PRM (its min aggregate) and, in the full run, against the PRM as a dense
+   reward (process supervision); then the held-out prompts are sampled again and the fraction of right-answer
+   solutions with a wrong step (the lab's gold) is compared with the SFT policy's. ``--quick`` does this for
+   the first seed only.
 
 Prints one JSON line: ``bon`` (method -> N -> accuracy, mean over seeds), ``prm_step_f1``,
-``prm_earliest_error_f1``, and the rest (per seed, answer-only accuracy, the policy's "stumbling" rate:
-right answers reached through a wrong step). The RL part of the issue (that rate before and after RL against
-the ORM and against the PRM) needs the RL recipe, which is not in this tree: reported as not done.
+``prm_earliest_error_f1``, ``rl_stumbling`` (per reward: answer-right and strict rates and the share of
+right answers with a wrong step, before and after RL, mean over the seeds that ran RL), and the rest (per
+seed, answer-only accuracy, the reward models' own metrics).
 """
 
 from __future__ import annotations
@@ -34,9 +39,12 @@ from pathlib import Path
 import numpy as np
 
 QUICK = dict(demos=3000, sft_epochs=3, train_samples=4, rollouts=4, test_samples=32, rm_epochs=3, draws=100,
-             gold_prm=False)
+             gold_prm=False, rl_seeds=1, rl_steps=15, rl_rewards=("orm", "prm"), rl_eval_samples=8)
 FULL = dict(demos=8000, sft_epochs=4, train_samples=12, rollouts=4, test_samples=64, rm_epochs=4, draws=200,
-            gold_prm=True)
+            gold_prm=True, rl_seeds=3, rl_steps=40, rl_rewards=("orm", "prm", "prm_dense"), rl_eval_samples=16)
+# GRPO against each reward (the same for all; not tuned to any outcome): 16 prompts x 8 samples per step.
+RL = {"algo": "grpo", "prompts_per_step": 16, "generation.group_size": 8, "generation.max_new_tokens": 40,
+      "policy.lr": 2e-4, "kl.coef": 0.02, "save_every": 0, "samples_per_step": 0, "progress": False}
 AGGREGATIONS = ("min", "product", "last", "mean")
 MAX_NEW_TOKENS = 40
 
@@ -102,7 +110,41 @@ def train(policy: Path, data: Path, out: Path, target: str, sizes: dict, seed: i
     return out
 
 
-def run_seed(seed: int, root: Path, policy: Path, train_prompts, test_prompts, sizes: dict, timer: Timer) -> dict:
+def policy_rates(prompts: list[str], responses: list[list[str]]) -> dict:
+    """Answer-right and strict (answer and every step) rates, and the share of right answers with a wrong step."""
+    verdicts = [judged(p, r) for p, rs in zip(prompts, responses) for r in rs]
+    right = [strict for answer, strict, _ in verdicts if answer]
+    return {"answer_right": round(float(np.mean([v[0] for v in verdicts])), 4),
+            "strict_right": round(float(np.mean([v[1] for v in verdicts])), 4),
+            "wrong_step_among_right_answers": round(sum(not s for s in right) / max(1, len(right)), 4),
+            "right_answers": len(right)}
+
+
+def rl_against(reward: Path, dense: bool, root: Path, policy: Path, prompts_file: Path, test_prompts: list[str],
+               sizes: dict, seed: int) -> dict:
+    """GRPO from ``policy`` against ``reward``, then the held-out prompts sampled again and judged by the gold."""
+    from rewardgauge.config import load_config
+    from rewardgauge.modeling.sampling import HFSampler
+    from rewardgauge.train.config import RLConfig
+    from rewardgauge.train.rl import run_rl
+
+    out = root / ("rl_" + reward.name + ("_dense" if dense else ""))
+    if not (out / "rl.json").is_file():
+        run_rl(load_config(RLConfig, None, {**RL, "prompts": str(prompts_file), "out": str(out),
+                                            "policy.model": str(policy), "reward.models": str(reward),
+                                            "reward.dense": dense, "steps": sizes["rl_steps"], "seed": seed}))
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    sampler = HFSampler.from_pretrained(out, device="cpu", max_new_tokens=MAX_NEW_TOKENS, batch_size=512)
+    responses = sampler(test_prompts, [""] * len(test_prompts), sizes["rl_eval_samples"], 30_000 + seed)
+    first, last = rows[0], rows[-1]
+    return {**policy_rates(test_prompts, responses), "steps": len(rows),
+            "reward_first_step": round(first["reward_mean"], 4), "reward_last_step": round(last["reward_mean"], 4),
+            "gold_first_step": round(first.get("gold_mean", float("nan")), 4),
+            "gold_last_step": round(last.get("gold_mean", float("nan")), 4)}
+
+
+def run_seed(seed: int, root: Path, policy: Path, train_prompts, test_prompts, sizes: dict, timer: Timer,
+             with_rl: bool) -> dict:
     import dataclasses
 
     from rewardgauge.data.steps import save_step_records, split_steps
@@ -167,7 +209,17 @@ def run_seed(seed: int, root: Path, policy: Path, train_prompts, test_prompts, s
     timer("score_and_rerank", t0)
     right_answers = [r for r in test if r.outcome]
     blank = sum(not split_steps(r, " . ") for rs in test_responses for r in rs)
-    return {
+
+    t0 = time.perf_counter()
+    rl = {}
+    if with_rl:
+        sources = {"orm": (orm, False), "prm": (prm, False), "prm_dense": (prm, True)}
+        for name in sizes["rl_rewards"]:
+            reward, dense = sources[name]
+            rl[name] = rl_against(reward, dense, run, policy, root / "lab" / "rl_prompts.jsonl", test_prompts,
+                                  sizes, seed)
+    timer("rl", t0)
+    return {"rl": rl,
         "seed": seed, "bon": bon, "bon_answer_only": bon_answer,
         "prm": {k: prm_metrics[k] for k in ("step_accuracy", "step_f1", "step_auroc", "earliest_error_f1",
                                             "acc_erroneous", "acc_correct", "outcome_auroc")},
@@ -180,6 +232,20 @@ def run_seed(seed: int, root: Path, policy: Path, train_prompts, test_prompts, s
                    "wrong_step_among_right_answers": (sum(not all(r.labels) for r in right_answers)
                                                       / max(1, len(right_answers)))},
     }
+
+
+def rl_summary(per_seed: list[dict]) -> dict:
+    """Before (the SFT policy's held-out samples) and after RL against each reward, mean over the seeds with RL."""
+    with_rl = [s for s in per_seed if s["rl"]]
+    if not with_rl:
+        return {}
+    keys = ("answer_right", "strict_right", "wrong_step_among_right_answers")
+    out = {"seeds": [s["seed"] for s in with_rl],
+           "before": {k: round(float(np.mean([s["policy"][k] for s in with_rl])), 4) for k in keys}}
+    for name in with_rl[0]["rl"]:
+        out["after_" + name] = {k: round(float(np.mean([s["rl"][name][k] for s in with_rl])), 4)
+                                for k in keys + ("gold_first_step", "gold_last_step")}
+    return out
 
 
 def mean_curves(per_seed: list[dict], key: str) -> dict:
@@ -208,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     train_prompts, test_prompts, policy = lab_and_policy(root, sizes, timer)
     per_seed = []
     for seed in seeds:
-        per_seed.append(run_seed(seed, root, policy, train_prompts, test_prompts, sizes, timer))
+        per_seed.append(run_seed(seed, root, policy, train_prompts, test_prompts, sizes, timer,
+                                 with_rl=len(per_seed) < sizes["rl_seeds"]))
         print(f"seed {seed} done after {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
     def mean(path):
@@ -228,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "orm_outcome_auroc": mean(("orm", "outcome_auroc")),
         "policy_answer_right": mean(("policy", "answer_right")), "policy_strict_right": mean(("policy", "strict_right")),
         "policy_wrong_step_among_right_answers": mean(("policy", "wrong_step_among_right_answers")),
-        "rl_stumbling": "not done: needs the RL recipe (wave/rl), not in this tree",
+        "rl_stumbling": rl_summary(per_seed),
         "per_seed": [{k: v for k, v in s.items() if k not in ("bon", "bon_answer_only")}
                      | {"bon": {m: {str(n): round(a, 4) for n, a in c.items()} for m, c in s["bon"]["methods"].items()}}
                      for s in per_seed],
