@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
-from transformers.modeling_outputs import SequenceClassifierOutput
+from safetensors.torch import load_file, save_file
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
 from rewardgauge.modeling.pooled_reward_model import (
     PooledRewardConfig,
@@ -33,13 +33,14 @@ from rewardgauge.modeling.pooled_reward_model import (
 HEAD_FILE = "reward_head.safetensors"
 
 
-POOLINGS = ("last", "mean", "cls")
+POOLINGS = ("last", "mean", "cls", "token")
 
 
 class BackboneRewardModel(torch.nn.Module):
     """``AutoModel`` backbone + linear head on a pooled hidden state; quacks like a seq-cls model.
 
-    pooling: ``last`` the last non-pad token (decoders); ``mean`` the mean over real tokens; ``cls`` the first.
+    pooling: ``last`` the last non-pad token (decoders); ``mean`` the mean over real tokens; ``cls`` the first;
+    ``token`` none: an output per token, [B, T, num_labels] (a process reward model reads it at step ends).
     """
 
     def __init__(self, backbone: torch.nn.Module, num_labels: int = 1, pooling: str = "last"):
@@ -56,9 +57,11 @@ class BackboneRewardModel(torch.nn.Module):
         torch.nn.init.normal_(self.score.weight, std=std)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                use_cache: bool | None = None, **kwargs) -> SequenceClassifierOutput:
+                use_cache: bool | None = None, **kwargs) -> SequenceClassifierOutput | TokenClassifierOutput:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
                                **kwargs).last_hidden_state
+        if self.pooling == "token":
+            return TokenClassifierOutput(logits=self.score(hidden.to(self.score.weight.dtype)))
         pooled = pool_hidden(hidden, input_ids, attention_mask, self.pooling, self.config.pad_token_id)
         return SequenceClassifierOutput(logits=self.score(pooled.to(self.score.weight.dtype)))
 
@@ -77,7 +80,14 @@ class BackboneRewardModel(torch.nn.Module):
         return model
 
     def save_pretrained(self, folder: str | os.PathLike, **kwargs) -> None:
-        """``model.safetensors``, ``config.json`` with ``auto_map`` and the code of ``pooled_reward_model``."""
+        """``model.safetensors``, ``config.json`` with ``auto_map`` and the code of ``pooled_reward_model``; a
+        per-token head (a process reward model's) has no sequence-classifier form: the backbone and
+        ``reward_head.safetensors``."""
+        if self.pooling == "token":
+            self.backbone.save_pretrained(folder, **kwargs)
+            save_file({"weight": self.score.weight.detach().cpu().contiguous()}, str(Path(folder) / HEAD_FILE),
+                      metadata={"pooling": self.pooling})
+            return
         PooledRewardConfig.register_for_auto_class()
         PooledRewardModel.register_for_auto_class("AutoModelForSequenceClassification")
         self.portable().save_pretrained(folder, **kwargs)
