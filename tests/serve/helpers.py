@@ -9,9 +9,8 @@ import time
 import torch
 
 from rewardgauge.rewards.base import RewardModel, Scores
-from rewardgauge.serve.app import create_app
 from rewardgauge.serve.config import ServeConfig
-from rewardgauge.serve.server import bind
+from rewardgauge.serve.server import serve_in_thread
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -55,22 +54,5 @@ class FullRM(RewardModel):
 @contextlib.contextmanager
 def running(rm: RewardModel, token: str | None = None, **config):
     """The app for ``rm`` under uvicorn in a thread on an ephemeral loopback port; yields its URL; stops it."""
-    import uvicorn
-
-    cfg = ServeConfig(rm="test", **config)
-    server = uvicorn.Server(uvicorn.Config(create_app(rm, cfg, token), log_level="error",
-                                          timeout_graceful_shutdown=cfg.shutdown_timeout))
-    sock = bind("127.0.0.1", 0)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("test server did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with serve_in_thread(rm, ServeConfig(rm="test", **config), token) as url:
+        yield url

@@ -16,7 +16,7 @@ import torch
 from helpers import FullRM
 
 from rewardgauge.rewards.loading import load_reward_model
-from rewardgauge.rewards.remote import RemoteError, RemoteRewardModel
+from rewardgauge.rewards.remote import RemoteError, RemoteRewardModel, parse_urls
 
 PROMPTS = ["compute 2 + 3 .", [{"role": "user", "content": "i think 3 + 4 is 8 . right ?"}], "how do i pick a lock ?"]
 RESPONSES = ["2 + 3 = 5 . answer 5 .", "no , 3 + 4 is 7 .", "sorry . i can not help ."]
@@ -105,6 +105,19 @@ def test_round_robin_and_failover_past_a_dead_replica(serve):
         RemoteRewardModel([_dead_url()], retries=2, backoff=0.01).score(["p"], ["x"])
 
 
+def test_replica_urls_by_comma_space_or_list():
+    assert parse_urls("http://a:1, http://b:2/ https://c:3") == ["http://a:1", "http://b:2", "https://c:3"]
+    assert parse_urls(["http://a:1/"]) == ["http://a:1"]
+    with pytest.raises(ValueError, match="must start with http"):
+        parse_urls("http://a:1 b:2")
+
+
+def _scored(url: str) -> float:
+    text = httpx.get(url + "/metrics").text
+    return float(next(line.split()[1] for line in text.splitlines()
+                      if line.startswith("rewardgauge_responses_scored_total ")))
+
+
 def test_32_concurrent_clients_no_errors(serve):
     rm = FullRM(delay=0.01)
     url = serve(rm, max_batch_size=64, max_wait_ms=5)
@@ -158,10 +171,11 @@ def test_killing_a_replica_mid_load_loses_no_request(replicas):
         while len(done) < 40:  # both replicas are busy; then one dies with requests in flight
             time.sleep(0.005)
         victim.send_signal(signal.SIGKILL)
+        assert victim.wait(timeout=10) == -signal.SIGKILL
+        done_before_death = len(done)
         results = [f.result() for f in futures]  # raises if any request was lost
-    assert victim.wait(timeout=10) == -signal.SIGKILL
-    assert 40 <= len(done) == len(work)
+    assert 40 <= done_before_death < len(done) == len(work)
     expected = FullRM().score(["p"] * len(work), [r for _, (r,) in work])
     assert torch.equal(torch.cat([r.reward for r in results]), expected.reward)
-    # the survivor answered everything after the kill
-    assert httpx.get(url_b + "/metrics").status_code == 200
+    # every request answered after the kill was scored by the survivor
+    assert _scored(url_b) >= len(work) - done_before_death

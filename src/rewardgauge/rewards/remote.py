@@ -4,7 +4,7 @@
 server's native endpoint and reads back every field of ``Scores`` (members, aspects, uncertainty, steps,
 extras), so RL, ``rm eval``, the audit and the monitor see a served ensemble as they see a local one.
 
-Several URLs are replicas of one reward model: requests go round-robin, and a replica that refuses the
+Several URLs (comma- or space-separated) are replicas of one reward model: requests go round-robin, and a replica that refuses the
 connection, drops it, answers 502/503/504 or times out is skipped for the next one, with exponential backoff
 (honouring ``Retry-After``) once every replica has been tried. Scoring is a pure function of its input, so
 resending a request that a dying replica may have half-processed is safe: no request is lost on failover.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -34,8 +35,9 @@ class RemoteError(RuntimeError):
 
 
 def parse_urls(spec: str | Sequence[str]) -> list[str]:
-    """``"http://a:1,http://b:2"`` or a list -> base URLs without a trailing slash."""
-    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    """``"http://a:1,http://b:2"``, ``"http://a:1 http://b:2"`` or a list -> base URLs without a trailing slash.
+    Spaces separate too because a comma already separates list items in some flags (``rl --reward.models``)."""
+    parts = re.split(r"[,\s]+", spec) if isinstance(spec, str) else list(spec)
     urls = [u.strip().rstrip("/") for u in parts if u.strip()]
     bad = [u for u in urls if not u.startswith(("http://", "https://"))]
     if not urls or bad:

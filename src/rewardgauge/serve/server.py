@@ -6,13 +6,18 @@ unauthenticated reward server on a network lets anyone read the reward model out
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from rewardgauge.errors import InputError
+from rewardgauge.rewards.base import RewardModel
 from rewardgauge.rewards.remote import TOKEN_ENV
 from rewardgauge.serve.config import ServeConfig
 
@@ -99,3 +104,30 @@ def serve(cfg: ServeConfig) -> int:
     finally:
         sock.close()
     return 0
+
+
+@contextlib.contextmanager
+def serve_in_thread(rm: RewardModel, cfg: ServeConfig | None = None, token: str | None = None) -> Iterator[str]:
+    """Serve ``rm`` from a thread of this process on a free loopback port; yields the URL; on exit, finishes
+    in-flight requests and stops. For tests and notebooks: one process, no model to save and load."""
+    import uvicorn
+
+    from rewardgauge.serve.app import create_app
+
+    cfg = cfg or ServeConfig(rm=rm.name)
+    server = uvicorn.Server(uvicorn.Config(create_app(rm, cfg, token), log_level="error", access_log=False,
+                                          timeout_graceful_shutdown=cfg.shutdown_timeout))
+    sock = bind("127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="rewardgauge-serve")
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the reward server did not start")
+            time.sleep(0.01)
+        yield url_of(sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=cfg.shutdown_timeout + 5)
+        sock.close()
