@@ -37,8 +37,9 @@ def test_remote_scores_equal_local_scores_every_field(serve):
     same(remote.score(PROMPTS * 3, RESPONSES * 3), rm.score(PROMPTS * 3, RESPONSES * 3))
 
 
-def test_rm_eval_through_a_url_matches_local(serve, tmp_path, capsys):
-    """`rewardgauge rm eval --model http://...` on the lab's gold reward gives the local report."""
+def test_rm_eval_and_audit_through_a_url_match_local(serve, tmp_path, capsys):
+    """`rewardgauge rm eval` and `rm audit` with `--model http://...` on the lab's gold reward give the local
+    reports."""
     import json
 
     from rewardgauge.cli import main
@@ -56,6 +57,12 @@ def test_rm_eval_through_a_url_matches_local(serve, tmp_path, capsys):
     remote = json.loads(capsys.readouterr().out)
     local.pop("model"), remote.pop("model")
     assert remote == local and local["accuracy"] == 1.0 and local["n"] == 2
+    assert main(["rm", "audit", "--model", "lab-gold", "--data", str(data), "--json"]) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert main(["rm", "audit", "--model", url, "--data", str(data), "--json"]) == 0
+    remote = json.loads(capsys.readouterr().out)
+    local.pop("model"), remote.pop("model")
+    assert remote == local and local["n_bases"] == 2
 
 
 def test_client_error_is_raised_with_the_servers_message(serve):
