@@ -163,7 +163,7 @@ def test_a_weighted_sum_of_rewards_logs_each_component(lab_rl, tmp_path):
     assert "reward/lab-gold/correctness" in row  # a component's own aspects are kept too
 
 
-def test_a_reward_server_by_url_is_the_reward_and_every_request_stays_on_loopback(lab_rl, tmp_path):
+def test_a_reward_server_by_url_is_the_reward_and_every_request_stays_on_loopback(lab_rl, tmp_path, loopback_only):
     """`rewardgauge rl --reward.models http://127.0.0.1:PORT` (two replica URLs of one server here): the served
     lab gold reward is the reward, so the optimised reward equals the gold reward logged beside it (computed in
     process), aspects included, and the server scored every rollout."""

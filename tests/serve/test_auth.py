@@ -78,3 +78,17 @@ def test_cli_refuses_all_interfaces_without_a_token(tmp_path):
     assert r.stderr.strip().splitlines() == [
         "rewardgauge: error: field 'host': refusing to listen on 0.0.0.0 without a token: give --token-file FILE "
         "or set REWARDGAUGE_TOKEN (or listen on 127.0.0.1)"]
+
+
+def test_the_loopback_guard_refuses_any_other_address(loopback_only):
+    """The guard every serving test runs under (tests/conftest.py) stops a connection off loopback before it
+    leaves the machine (192.0.2.1 is TEST-NET-1, reserved for documentation)."""
+    import socket
+
+    with pytest.raises(AssertionError, match="only loopback"):
+        socket.create_connection(("192.0.2.1", 80), timeout=0.1)
+    assert loopback_only == [("192.0.2.1", 80)]
+    loopback_only.clear()  # refused as it should be: not a failure of this test
+    with pytest.raises(AssertionError, match="only loopback"):
+        httpx.get("http://192.0.2.1:80/health", timeout=0.1)
+    loopback_only.clear()

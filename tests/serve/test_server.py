@@ -2,6 +2,7 @@
 JSON 4xx, size limits, the bounded queue, timeouts, batching, metrics, draining on shutdown."""
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -175,13 +176,17 @@ def test_health_ready_and_schema(serve):
 def test_shutdown_finishes_in_flight_requests():
     from helpers import running
 
-    rm = FullRM(delay=0.2)
+    rm = FullRM(delay=0.5)
     with ThreadPoolExecutor(8) as pool, running(rm, max_batch_size=2, max_wait_ms=0) as url:
         futures = [pool.submit(httpx.post, url + "/v1/score", json={"prompts": ["p"], "responses": [f"r {i}"]},
                                timeout=30) for i in range(8)]
-        for _ in range(1000):  # until the first 2 are being scored and the other 6 are queued
-            if rm.calls and httpx.get(url + "/ready").json()["queued"] == 6:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until all 8 have arrived: being scored, scored, or queued
+            queued = httpx.get(url + "/ready").json()["queued"]
+            if queued + sum(rm.calls) == 8:
                 break
-            threading.Event().wait(0.01)
-    # leaving `running` asked the server to exit while 8 requests were in flight: every one was answered
+            time.sleep(0.01)
+    # leaving `running` asked the server to exit with requests still queued (4 model calls of 0.5 s each):
+    # every one was answered
+    assert queued > 0
     assert [f.result().status_code for f in futures] == [200] * 8
