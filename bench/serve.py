@@ -18,6 +18,10 @@ repeats and the per-repeat values are printed too. Served rewards are checked ag
 
 Prints one JSON line: served_vs_inprocess (batched / inprocess responses per second), batching_speedup
 (batched / unbatched at ``--clients`` clients), p50_ms and p99_ms (batched request latency), the rest.
+On an oversubscribed machine wall-clock rates mostly measure the CPU share each side happened to get, so the
+same ratios are also given in CPU time (``*_cpu``: CPU seconds per response of the server process, against
+this process's CPU seconds when it scores in-process; the clients' own CPU is not counted, as on a cluster
+where they run elsewhere).
 
     .venv/bin/python bench/serve.py [--preset tiny] [--clients 32] [--requests 1024] [--per-request 1]
 """
@@ -37,6 +41,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil  # accelerate's dependency
 from _lab import lab_pairs_and_model  # bench/ is sys.path[0] when a benchmark runs
 
 
@@ -76,6 +81,12 @@ class Server:
             self.proc.kill()
             raise RuntimeError(f"server did not start: {line}{self.proc.stderr.read()}")
         self.url = line.split(" on ")[1].split()[0]
+        self.process = psutil.Process(self.proc.pid)
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (every thread)."""
+        times = self.process.cpu_times()
+        return times.user + times.system
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -135,8 +146,9 @@ def server_counters(url: str) -> dict[str, float]:
                                                           if line.split(" ")[0] in wanted)}
 
 
-def in_process(rm, requests: list[dict], max_batch: int) -> tuple[float, list[list[float]]]:
-    """Score the requests in arrival order, one model call per max_batch responses."""
+def in_process(rm, requests: list[dict], max_batch: int) -> tuple[float, float, list[list[float]]]:
+    """Score the requests in arrival order, one model call per max_batch responses. Returns (seconds, CPU
+    seconds of this process, rewards)."""
     chunks, chunk = [], []
     for i, req in enumerate(requests):
         if chunk and sum(len(requests[j]["responses"]) for j in chunk) + len(req["responses"]) > max_batch:
@@ -145,7 +157,7 @@ def in_process(rm, requests: list[dict], max_batch: int) -> tuple[float, list[li
         chunk.append(i)
     chunks.append(chunk)
     rewards: list[list[float]] = []
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for chunk in chunks:
         scores = rm.score([p for j in chunk for p in requests[j]["prompts"]],
                           [r for j in chunk for r in requests[j]["responses"]])
@@ -154,7 +166,7 @@ def in_process(rm, requests: list[dict], max_batch: int) -> tuple[float, list[li
             n = len(requests[j]["responses"])
             rewards.append(values[:n])
             values = values[n:]
-    return time.perf_counter() - start, rewards
+    return time.perf_counter() - start, time.process_time() - cpu, rewards
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -195,19 +207,22 @@ def main() -> None:
                                 "--max-request-items", str(args.per_request)),
         }
         rates: dict[str, list[float]] = {"inprocess": [], "batched": [], "unbatched": []}
+        cpu: dict[str, list[float]] = {"inprocess": [], "batched": [], "unbatched": []}  # CPU s per response
         latencies: dict[str, list[list[float]]] = {"batched": [], "unbatched": []}
         calls: dict[str, list[float]] = {"batched": [], "unbatched": []}  # model calls per repeat
         scoring: dict[str, list[float]] = {"batched": [], "unbatched": []}  # share of the wall time spent scoring
         worst_diff = 0.0
         try:
             for _ in range(args.repeats):
-                seconds, expected = in_process(rm, requests, args.max_batch_size)
+                seconds, cpu_seconds, expected = in_process(rm, requests, args.max_batch_size)
                 rates["inprocess"].append(n_responses / seconds)
+                cpu["inprocess"].append(cpu_seconds / n_responses)
                 for side, server in servers.items():
                     load(server.url, requests[:64], 8)  # warm-up: connections, first batches
-                    before = server_counters(server.url)
+                    before, cpu_before = server_counters(server.url), server.cpu_seconds()
                     seconds, lat, got = load(server.url, requests, args.clients)
-                    after = server_counters(server.url)
+                    after, cpu_after = server_counters(server.url), server.cpu_seconds()
+                    cpu[side].append((cpu_after - cpu_before) / n_responses)
                     calls[side].append(after["calls"] - before["calls"])
                     scoring[side].append((after["seconds"] - before["seconds"]) / seconds)
                     rates[side].append(n_responses / seconds)
@@ -219,11 +234,15 @@ def main() -> None:
 
     served = [b / i for b, i in zip(rates["batched"], rates["inprocess"])]
     speedup = [b / u for b, u in zip(rates["batched"], rates["unbatched"])]
+    served_cpu = [i / b for i, b in zip(cpu["inprocess"], cpu["batched"])]
+    speedup_cpu = [u / b for u, b in zip(cpu["unbatched"], cpu["batched"])]
     batched_lat = [x for rep in latencies["batched"] for x in rep]
     unbatched_lat = [x for rep in latencies["unbatched"] for x in rep]
     print(json.dumps({
         "served_vs_inprocess": round(statistics.median(served), 3),
         "batching_speedup": round(statistics.median(speedup), 2),
+        "served_vs_inprocess_cpu": round(statistics.median(served_cpu), 3),
+        "batching_speedup_cpu": round(statistics.median(speedup_cpu), 2),
         "p50_ms": round(1000 * percentile(batched_lat, 0.5), 1),
         "p99_ms": round(1000 * percentile(batched_lat, 0.99), 1),
         "unbatched_p50_ms": round(1000 * percentile(unbatched_lat, 0.5), 1),
@@ -231,12 +250,14 @@ def main() -> None:
         "served_vs_inprocess_per_repeat": [round(x, 3) for x in served],
         "batching_speedup_per_repeat": [round(x, 2) for x in speedup],
         "responses_per_s": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+        "cpu_ms_per_response": {k: [round(1000 * x, 2) for x in v] for k, v in cpu.items()},
         "mean_batch_size": {k: round(n_responses / statistics.median(v), 1) for k, v in calls.items()},
         "server_scoring_share": {k: [round(x, 2) for x in v] for k, v in scoring.items()},
         "max_abs_reward_diff_served_vs_inprocess": worst_diff,
         "clients": args.clients, "requests": args.requests, "per_request": args.per_request,
         "max_batch_size": args.max_batch_size, "preset": args.preset, "repeats": args.repeats,
         "threads": args.threads, "cpus": os.cpu_count(),
+        "load_average": [round(x, 1) for x in os.getloadavg()],
     }))
 
 
