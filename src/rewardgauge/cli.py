@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "rewardgauge.sandbox.commands",
     "rewardgauge.report.commands",
     "rewardgauge.prm.commands",
+    "rewardgauge.serve.commands",
     "rewardgauge.quickstart",
 ]
 

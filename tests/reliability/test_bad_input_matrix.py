@@ -273,6 +273,14 @@ OPTION_CASES = [
     ("bon-draws_0", ["bon", "--samples", "{a}/samples.jsonl", "--out", "{d}/b", "--checker", "lab", "--draws", "0"]),
     ("bon-samples_are_pairs", ["bon", "--samples", "{a}/pairs.jsonl", "--out", "{d}/b", "--checker", "lab"]),
     ("bon-numeric_without_reference", ["bon", "--samples", "{a}/samples.jsonl", "--out", "{d}/b"]),
+    # serve: every case stops before a server runs (the address rule itself is tested in tests/serve/test_auth.py)
+    ("serve-max_batch_size_0", ["serve", "--rm", "lab-gold", "--max-batch-size", "0"]),
+    ("serve-request_items_over_queue", ["serve", "--rm", "lab-gold", "--max-request-items", "10", "--max-queue", "5"]),
+    ("serve-port_out_of_range", ["serve", "--rm", "lab-gold", "--port", "70000"]),
+    ("serve-max_wait_nan", ["serve", "--rm", "lab-gold", "--max-wait-ms", "nan"]),
+    ("serve-token_file_missing", ["serve", "--rm", "lab-gold", "--token-file", "{d}/nope"]),
+    ("serve-token_file_with_spaces", ["serve", "--rm", "lab-gold", "--token-file", "{a}/pairs.jsonl"]),
+    ("serve-rm_missing", ["serve", "--rm", "{d}/nope", "--port", "0"]),
     # usage errors (argparse) in the same one-line form
     ("cli-unknown_command", ["nope"]),
     ("cli-unknown_flag", ["data", "validate", "{a}/pairs.jsonl", "--bogus"]),

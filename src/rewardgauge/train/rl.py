@@ -445,9 +445,11 @@ def build_reward(cfg: RLConfig, device) -> RewardModel:
     loaded = []
     for spec, ensemble in zip(specs, is_ensemble):
         path_like = Path(spec).exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1
-        if not (spec in ("lab-gold", "gold") or spec.startswith("exec:") or Path(spec).is_dir() or not path_like):
-            raise InputError("reward source not found: a reward-model, ensemble or DPO folder, lab-gold, or "
-                             "exec:TASKS.jsonl", path=spec, field="reward.models")
+        served = spec.startswith(("http://", "https://"))  # rewardgauge serve (replicas: space-separated)
+        if not (served or spec in ("lab-gold", "gold") or spec.startswith("exec:") or Path(spec).is_dir()
+                or not path_like):
+            raise InputError("reward source not found: a reward-model, ensemble or DPO folder, lab-gold, "
+                             "exec:TASKS.jsonl, or a reward server's http:// URL", path=spec, field="reward.models")
         loaded.append(load_reward_model(spec, device=str(device), batch_size=cfg.reward.batch_size,
                                         **(ensemble_options if ensemble else {})))
     if len(loaded) == 1 and not cfg.reward.weights:
@@ -460,7 +462,8 @@ def build_reward(cfg: RLConfig, device) -> RewardModel:
 def _component_names(specs: Sequence[str]) -> list[str]:
     names = []
     for spec in specs:
-        name = "exec" if spec.startswith("exec:") else (Path(spec).name or spec)
+        name = ("exec" if spec.startswith("exec:") else "remote" if spec.startswith(("http://", "https://"))
+                else Path(spec).name or spec)
         names.append(name if name not in names else f"{name}_{len(names)}")
     return names
 
