@@ -68,6 +68,7 @@ PAIR_COMMANDS = {
     "rm_eval": ["rm", "eval", "--model", "{a}/model", "--data", "{d}/in.jsonl", "--device", "cpu"],
     "rm_audit": ["rm", "audit", "--model", "{a}/model", "--data", "{d}/in.jsonl", "--device", "cpu"],
     "rm_train": ["rm", "train", "--model", "{a}/model", "--data", "{d}/in.jsonl", "--out", "{d}/rm"],
+    "dpo": ["dpo", "--model", "{a}/model", "--data", "{d}/in.jsonl", "--out", "{d}/dpo"],
 }
 # rm audit reads prompts-only files too: a file with no row, or whose first row has no 'chosen', is not pairs.
 AUDIT_NOT_PAIRS = {"empty", "blank_lines", "bad_json", "not_an_object"}
@@ -112,6 +113,9 @@ OUTPUT_COMMANDS = {
     "quickstart": (["quickstart", "--pairs", "20"], "--out", "dir"),
     "rm_train": (["rm", "train", "--model", "{a}/model", "--data", "{a}/pairs.jsonl"], "--out", "dir"),
     "sft": (["sft", "--model", "{a}/model", "--data", "{a}/demos.jsonl"], "--out", "dir"),
+    "dpo": (["dpo", "--model", "{a}/model", "--data", "{a}/pairs.jsonl"], "--out", "dir"),
+    "rl": (["rl", "--prompts", "{a}/pairs.jsonl", "--policy.model", "{a}/model", "--reward.models", "lab-gold"],
+           "--out", "dir"),
 }
 
 
@@ -263,7 +267,24 @@ OPTION_CASES = [
     ("config-unknown_key", ["lab", "data", "--out", "{d}/lab", "--config", "{a}/configs/unknown_key.yaml"]),
     ("config-wrong_type", ["data", "split", "--config", "{a}/configs/wrong_type.yaml"]),
 ]
-RUNDIR_OPTION_CASES = [
+RL = ["rl", "--policy.model", "{a}/model", "--out", "{d}/rl"]
+RL_CASES = [  # the acceptance list of issue 9, and a few more
+    ("rl-reward_missing", [*RL, "--prompts", "{a}/pairs.jsonl", "--reward.models", "{d}/no_such_rm"]),
+    ("rl-prompts_empty", [*RL, "--prompts", "{a}/empty.jsonl", "--reward.models", "lab-gold"]),
+    ("rl-group_size_1", [*RL, "--prompts", "{a}/pairs.jsonl", "--reward.models", "lab-gold",
+                         "--generation.group-size", "1"]),
+    ("rl-weights_mismatch", [*RL, "--prompts", "{a}/pairs.jsonl", "--reward.models", "lab-gold",
+                             "--reward.weights", "1,2"]),
+    ("rl-aggregator_not_ensemble", [*RL, "--prompts", "{a}/pairs.jsonl", "--reward.models", "lab-gold",
+                                    "--reward.aggregator", "min"]),
+    ("rl-kl_coef_negative", [*RL, "--prompts", "{a}/pairs.jsonl", "--reward.models", "lab-gold", "--kl.coef", "-1"]),
+    ("rl-unknown_section_key", [*RL, "--prompts", "{a}/pairs.jsonl", "--reward.models", "lab-gold",
+                                "--generation.bogus", "1"]),
+    ("dpo-beta_zero", ["dpo", "--model", "{a}/model", "--data", "{a}/pairs.jsonl", "--out", "{d}/dpo", "--beta", "0"]),
+    ("dpo-loss_bogus", ["dpo", "--model", "{a}/model", "--data", "{a}/pairs.jsonl", "--out", "{d}/dpo",
+                        "--loss", "hinge"]),
+]
+RUN_DIRECTORY_OPTION_CASES = [  # checked by the run directory before anything is written
     ("rm_train-lr_inf", ["rm", "train", "--model", "{a}/model", "--data", "{a}/pairs.jsonl", "--out", "{d}/rm",
                          "--lr", "inf"]),
     ("rm_train-max_grad_norm_nan", ["rm", "train", "--model", "{a}/model", "--data", "{a}/pairs.jsonl", "--out",
@@ -284,7 +305,7 @@ RUNDIR_OPTION_CASES = [
 def _option_cases():
     for case_id, argv in OPTION_CASES:
         yield pytest.param(argv, {}, None, id=case_id)
-    for case_id, argv in RUNDIR_OPTION_CASES:
+    for case_id, argv in (*RUN_DIRECTORY_OPTION_CASES, *RL_CASES):
         yield pytest.param(argv, {}, None, id=case_id)
 
 
