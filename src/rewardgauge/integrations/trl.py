@@ -37,7 +37,7 @@ from transformers import TrainerCallback
 from rewardgauge.data.records import Prompt
 from rewardgauge.io import append_jsonl
 from rewardgauge.monitor.alarms import AlarmSink
-from rewardgauge.monitor.monitor import Monitor
+from rewardgauge.monitor.monitor import Monitor, from_main_process
 from rewardgauge.monitor.rollouts import Rollouts
 from rewardgauge.rewards.base import RewardModel, Scores
 
@@ -153,7 +153,7 @@ class MonitorCallback(TrainerCallback):
                 append_jsonl(self.out / "monitor.jsonl", {"step": state.global_step, **{
                     k: v for k, v in observation.metrics.items() if v is not None and math.isfinite(v)}})
             decision = self._decide(observation.action)
-        decision = _broadcast(decision)
+        decision = from_main_process(decision)
         if decision["beta"] is not None and self.trainer is not None:
             self.trainer.beta = decision["beta"]
         if decision["stop"]:
@@ -168,15 +168,6 @@ class MonitorCallback(TrainerCallback):
         if action == "raise_kl" and beta:
             return {"stop": False, "beta": float(beta) * self.kl_raise_factor}
         return {"stop": False, "beta": None}
-
-
-def _broadcast(decision: dict[str, Any]) -> dict[str, Any]:
-    """Process 0's decision, on every process (a lone process keeps its own)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return decision
-    box = [decision]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def hf_sampler(model, tokenizer, max_new_tokens: int = 64, temperature: float = 1.0, seed: int = 0):

@@ -35,7 +35,8 @@ class MonitorConfig:
     enabled: bool = False
     every: int = 1                          # observe every N steps
     probes: str = "auto"                    # the words of the style and agreement patterns: auto | lab | english
-    kl_raise_factor: float = 2.0            # what raise_kl multiplies the KL coefficient by
+    kl_raise_factor: float = 2.0            # what raise_kl (and a roll back) multiplies the KL coefficient by
+    max_rollbacks: int = 2                  # roll backs in one run; a roll back alarm after that stops it
     length: LengthConfig = field(default_factory=LengthConfig)
     style: StyleConfig = field(default_factory=StyleConfig)
     sycophancy: SycophancyConfig = field(default_factory=SycophancyConfig)
@@ -48,6 +49,8 @@ class MonitorConfig:
     def validate(self) -> None:
         if self.every < 1:
             raise ValueError(f"monitor.every must be >= 1, got {self.every}")
+        if self.max_rollbacks < 0:
+            raise ValueError(f"monitor.max_rollbacks must be >= 0, got {self.max_rollbacks}")
         if self.probes not in ("auto", "lab", "english"):
             raise ValueError(f"monitor.probes must be auto, lab or english, got {self.probes!r}")
         if not (math.isfinite(self.kl_raise_factor) and self.kl_raise_factor > 1):
@@ -110,3 +113,15 @@ class Monitor:
 def _plain(v: Any) -> float | None:
     v = float(v)
     return v if math.isfinite(v) else None
+
+
+def from_main_process(decision: Any) -> Any:
+    """Process 0's decision (picklable), on every process (a lone process keeps its own): the monitor runs
+    on process 0, and every process must stop, roll back or change the KL coefficient at the same step."""
+    import torch
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return decision
+    box = [decision]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
