@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "rewardgauge.monitor.commands",
     "rewardgauge.sandbox.commands",
     "rewardgauge.report.commands",
+    "rewardgauge.prm.commands",
     "rewardgauge.quickstart",
 ]
 

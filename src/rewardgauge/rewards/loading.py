@@ -40,6 +40,12 @@ def load_reward_model(spec: str, device: str | None = None, batch_size: int = 64
         from rewardgauge.rewards.ensemble import EnsembleRewardModel
         return EnsembleRewardModel.from_pretrained(path, aggregator=aggregator, lam=lam, q=q, device=device,
                                                    batch_size=batch_size)
+    if (path / "prm.json").is_file():  # a process reward model: reward = its default step aggregate
+        from rewardgauge.rewards.process import ProcessRewardModel
+        if aggregator is not None or lam is not None or q is not None:
+            raise InputError("aggregator, lam and quantile apply to ensemble folders; a PRM's step aggregation "
+                             "is chosen with its own option", path=spec, field="aggregator")
+        return ProcessRewardModel.from_pretrained(path, device=device, batch_size=batch_size)
     if aggregator is not None or lam is not None or q is not None:
         raise InputError("aggregator, lam and quantile apply to ensemble folders (with ensemble.json) only",
                          path=spec, field="aggregator")
