@@ -62,7 +62,9 @@ LAB_DIGESTS = {
         "rl_prompts.jsonl": "43e379a35b422863150f0955a7256d552ca0ee4de123d6b6e8a8a2f47de6eb73",
         "sft.jsonl": "0b3aaa188d6bfe2896ee3a8fb5d8fa665f2d29fe8ffd0fc9a6f41e061c0e8ba0",
         "train.jsonl": "df1fd9fe926e76308d734693e2ef397da63ac8fd18bcf935216014fde6bfea2f",
-        "world.json": "0847e43a4e08caa23c038a2107f4190f7712ba8237336532a0e6d22e1e2b38fd",
+        # re-recorded when lab data gained --labels and --label-flip (its config summary names them); every
+        # data file above is unchanged
+        "world.json": "ab4befc4711b7f84eaa54753995620857ffe1afdd1c56ae555cf62a8accfeed5",
     },
 }
 

@@ -229,6 +229,14 @@ OPTION_CASES = [
     ("lab_gold-no_response_field", ["lab", "gold", "{a}/tasks.jsonl"]),
     ("lab_gold-prompt_not_a_string", ["lab", "gold", "{a}/gold_bad_prompt.jsonl"]),
     ("lab_gold-lone_surrogate", ["lab", "gold", "{a}/gold_surrogate.jsonl"]),
+    # monitor (the human labelling queue)
+    ("monitor_status-not_a_queue", ["monitor", "status", "--queue", "{a}/run"]),
+    ("monitor_import-queue_missing", ["monitor", "import", "--queue", "{d}/no_queue", "{a}/labels_good.jsonl"]),
+    ("monitor_import-labels_missing", ["monitor", "import", "--queue", "{a}/queue", "{d}/nope.jsonl"]),
+    ("monitor_import-preferred_bogus", ["monitor", "import", "--queue", "{a}/queue", "{a}/labels_good.jsonl",
+                                        "{a}/labels_bad.jsonl"]),
+    ("monitor_import-id_never_exported", ["monitor", "import", "--queue", "{a}/queue", "{a}/labels_unknown.jsonl"]),
+    ("monitor_import-csv_not_utf8", ["monitor", "import", "--queue", "{a}/queue", "{a}/labels_latin1.csv"]),
     # model init
     ("model_init-min_count_0", ["model", "init", "--corpus", "{a}/pairs.jsonl", "--out", "{d}/m", "--min-count", "0"]),
     ("model_init-preset_bogus", ["model", "init", "--corpus", "{a}/pairs.jsonl", "--out", "{d}/m", "--preset", "huge"]),
@@ -376,6 +384,13 @@ def assets(tmp_path_factory) -> Path:
                                                      "rejected": "\n\nHuman: hi\n\nAssistant: same"}) + "\n")
     (a / "gold_bad_prompt.jsonl").write_text(json.dumps({"prompt": 5, "response": "answer 3 ."}) + "\n")
     (a / "gold_surrogate.jsonl").write_text('{"prompt": "compute 1 + 2 .", "response": "answer \\ud800 ."}\n')
+    from rewardgauge.monitor.labellers import HumanQueue, comparison_id
+
+    HumanQueue(a / "queue").export(["q"], ["x"], ["y"], step=1)
+    (a / "labels_good.jsonl").write_text(json.dumps({"id": comparison_id("q", "x", "y"), "preferred": "a"}) + "\n")
+    (a / "labels_bad.jsonl").write_text(json.dumps({"id": comparison_id("q", "x", "y"), "preferred": "c"}) + "\n")
+    (a / "labels_unknown.jsonl").write_text(json.dumps({"id": "0123", "preferred": "a"}) + "\n")
+    (a / "labels_latin1.csv").write_bytes(b"id,preferred\n" + comparison_id("q", "x", "y").encode() + b",caf\xe9\n")
     configs = a / "configs"
     configs.mkdir()
     (configs / "invalid.yaml").write_text("timeout: [1, 2\n")
