@@ -37,6 +37,8 @@ def test_contracts_hold():
     ("rewards/loading.py", "from rewardgauge.lab import gold", "Layers"),
     # the audit reading lab internals
     ("audit/probes.py", "from rewardgauge.lab import language", "Layers"),
+    # the monitor reaching the lab's gold reward directly instead of by name
+    ("monitor/labellers.py", "from rewardgauge.lab import gold", "monitor never imports the lab"),
     ("data/records.py", "import torch", "data imports no torch"),
     ("report/charts.py", "from rewardgauge.data import records", "report -> io only"),
     # the review queue is records and a web page: no models

@@ -18,9 +18,11 @@ COMMAND_MODULES = [
     "rewardgauge.train.commands",
     "rewardgauge.rewards.commands",
     "rewardgauge.audit.commands",
+    "rewardgauge.monitor.commands",
     "rewardgauge.sandbox.commands",
     "rewardgauge.report.commands",
     "rewardgauge.prm.commands",
+    "rewardgauge.serve.commands",
     "rewardgauge.quickstart",
 ]
 

@@ -230,6 +230,14 @@ OPTION_CASES = [
     ("lab_gold-no_response_field", ["lab", "gold", "{a}/tasks.jsonl"]),
     ("lab_gold-prompt_not_a_string", ["lab", "gold", "{a}/gold_bad_prompt.jsonl"]),
     ("lab_gold-lone_surrogate", ["lab", "gold", "{a}/gold_surrogate.jsonl"]),
+    # monitor (the human labelling queue)
+    ("monitor_status-not_a_queue", ["monitor", "status", "--queue", "{a}/run"]),
+    ("monitor_import-queue_missing", ["monitor", "import", "--queue", "{d}/no_queue", "{a}/labels_good.jsonl"]),
+    ("monitor_import-labels_missing", ["monitor", "import", "--queue", "{a}/queue", "{d}/nope.jsonl"]),
+    ("monitor_import-preferred_bogus", ["monitor", "import", "--queue", "{a}/queue", "{a}/labels_good.jsonl",
+                                        "{a}/labels_bad.jsonl"]),
+    ("monitor_import-id_never_exported", ["monitor", "import", "--queue", "{a}/queue", "{a}/labels_unknown.jsonl"]),
+    ("monitor_import-csv_not_utf8", ["monitor", "import", "--queue", "{a}/queue", "{a}/labels_latin1.csv"]),
     # model init
     ("model_init-min_count_0", ["model", "init", "--corpus", "{a}/pairs.jsonl", "--out", "{d}/m", "--min-count", "0"]),
     ("model_init-preset_bogus", ["model", "init", "--corpus", "{a}/pairs.jsonl", "--out", "{d}/m", "--preset", "huge"]),
@@ -274,6 +282,14 @@ OPTION_CASES = [
     ("bon-draws_0", ["bon", "--samples", "{a}/samples.jsonl", "--out", "{d}/b", "--checker", "lab", "--draws", "0"]),
     ("bon-samples_are_pairs", ["bon", "--samples", "{a}/pairs.jsonl", "--out", "{d}/b", "--checker", "lab"]),
     ("bon-numeric_without_reference", ["bon", "--samples", "{a}/samples.jsonl", "--out", "{d}/b"]),
+    # serve: every case stops before a server runs (the address rule itself is tested in tests/serve/test_auth.py)
+    ("serve-max_batch_size_0", ["serve", "--rm", "lab-gold", "--max-batch-size", "0"]),
+    ("serve-request_items_over_queue", ["serve", "--rm", "lab-gold", "--max-request-items", "10", "--max-queue", "5"]),
+    ("serve-port_out_of_range", ["serve", "--rm", "lab-gold", "--port", "70000"]),
+    ("serve-max_wait_nan", ["serve", "--rm", "lab-gold", "--max-wait-ms", "nan"]),
+    ("serve-token_file_missing", ["serve", "--rm", "lab-gold", "--token-file", "{d}/nope"]),
+    ("serve-token_file_with_spaces", ["serve", "--rm", "lab-gold", "--token-file", "{a}/pairs.jsonl"]),
+    ("serve-rm_missing", ["serve", "--rm", "{d}/nope", "--port", "0"]),
     # usage errors (argparse) in the same one-line form
     ("cli-unknown_command", ["nope"]),
     ("cli-unknown_flag", ["data", "validate", "{a}/pairs.jsonl", "--bogus"]),
@@ -369,6 +385,13 @@ def assets(tmp_path_factory) -> Path:
                                                      "rejected": "\n\nHuman: hi\n\nAssistant: same"}) + "\n")
     (a / "gold_bad_prompt.jsonl").write_text(json.dumps({"prompt": 5, "response": "answer 3 ."}) + "\n")
     (a / "gold_surrogate.jsonl").write_text('{"prompt": "compute 1 + 2 .", "response": "answer \\ud800 ."}\n')
+    from rewardgauge.monitor.labellers import HumanQueue, comparison_id
+
+    HumanQueue(a / "queue").export(["q"], ["x"], ["y"], step=1)
+    (a / "labels_good.jsonl").write_text(json.dumps({"id": comparison_id("q", "x", "y"), "preferred": "a"}) + "\n")
+    (a / "labels_bad.jsonl").write_text(json.dumps({"id": comparison_id("q", "x", "y"), "preferred": "c"}) + "\n")
+    (a / "labels_unknown.jsonl").write_text(json.dumps({"id": "0123", "preferred": "a"}) + "\n")
+    (a / "labels_latin1.csv").write_bytes(b"id,preferred\n" + comparison_id("q", "x", "y").encode() + b",caf\xe9\n")
     configs = a / "configs"
     configs.mkdir()
     (configs / "invalid.yaml").write_text("timeout: [1, 2\n")

@@ -89,7 +89,9 @@ def lab_phrases() -> Phrases:
     return Phrases(
         name="lab", opener=L.OPENERS[0], filler=L.FILLER_SENTENCES[0], hedge=L.HEDGES[0], agree=L.AGREE,
         restate=lambda question: L.restatement(L.parse_prompt(question)), list_item="{n} ) {sentence}",
-        list_separator=" ", padding=" ", stated_view=_template_pattern(L.PREMISE_TEMPLATE))
+        list_separator=" ", padding=" ", stated_view=_template_pattern(L.PREMISE_TEMPLATE),
+        other_openers=L.OPENERS[1:], other_fillers=L.FILLER_SENTENCES[1:], other_hedges=L.HEDGES[1:],
+        agreement_starts=(L.AGREE.split()[0],))
 
 
 def lab_bases(prompts: list[str]) -> list[str]:

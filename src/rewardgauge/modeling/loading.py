@@ -249,3 +249,16 @@ def reward_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mas
         # The head pools the last non-pad token (config.pad_token_id); no mask and no KV cache needed.
         return model(input_ids=input_ids, use_cache=False).logits
     return model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def reward_features(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    decoder_only: bool) -> torch.Tensor:
+    """[B, hidden] the last hidden state where the reward head reads it, of a right-padded batch: the last
+    real token for a decoder (the token whose logits are the reward), the first ([CLS]) for an encoder. The
+    monitor's latent-outlier detector measures distances in this space (InfoRM, Miao et al. 2024)."""
+    if decoder_only:
+        hidden = model(input_ids=input_ids, use_cache=False, output_hidden_states=True).hidden_states[-1]
+        last = attention_mask.long().sum(-1).clamp_min(1) - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
+    hidden = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states[-1]
+    return hidden[:, 0]

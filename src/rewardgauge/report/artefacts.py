@@ -11,20 +11,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from rewardgauge.stats import wilson_interval
+
 DIFFICULTIES = ("easy", "medium", "hard")
-Z_95 = 1.959964  # two-sided 95 % normal quantile
-
-
-def wilson_interval(p: float, n: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion p observed on n trials (Wilson 1927):
-    (p + z²/2n ± z·sqrt(p(1−p)/n + z²/4n²)) / (1 + z²/n). Unlike p ± z·sqrt(p(1−p)/n) it stays inside [0, 1]
-    and keeps a width at p = 1 (a 100 % accuracy on 30 pairs is not certainty). ``p`` may count ties as half."""
-    if n <= 0:
-        return (0.0, 1.0)
-    z2 = z * z
-    centre = p + z2 / (2 * n)
-    half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z2 / (4 * n * n))
-    return (max(0.0, (centre - half) / (1 + z2 / n)), min(1.0, (centre + half) / (1 + z2 / n)))
 
 
 @dataclass(frozen=True)
@@ -140,3 +129,29 @@ def read_audit(obj: dict) -> list[Probe]:
                          _num(p.get("flip_rate", p.get("frac_increased"))),  # frac_increased: audits before
                          _num(p.get("gold_mean_change"))))
     return out
+
+
+@dataclass(frozen=True)
+class AlarmEntry:
+    """One line of ``alarms.jsonl`` (what ``rewardgauge.monitor.Alarm.to_dict`` writes)."""
+
+    step: int
+    detector: str
+    severity: str
+    action: str
+    message: str
+    rollback_to: int | None = None
+
+
+def read_alarms(rows: list[dict]) -> list[AlarmEntry]:
+    """The alarms, by step; a row without a numeric step or a detector raises ValueError."""
+    out = []
+    for i, row in enumerate(rows):
+        step = row.get("step")
+        if not isinstance(step, (int, float)) or isinstance(step, bool) or not isinstance(row.get("detector"), str):
+            raise ValueError(f"alarm {i + 1} has no numeric 'step' or no 'detector'")
+        back = row.get("rollback_to")
+        out.append(AlarmEntry(int(step), row["detector"], str(row.get("severity", "warning")),
+                              str(row.get("action", "warn")), str(row.get("message", "")),
+                              int(back) if isinstance(back, (int, float)) and not isinstance(back, bool) else None))
+    return sorted(out, key=lambda a: a.step)

@@ -258,3 +258,56 @@ def line_chart(name: str, steps: Sequence[float], values: Sequence[float], max_p
     elif len(rx) <= 40:
         parts.append("".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2"/>' for x, y in zip(rx, ry)))
     return _svg(WIDTH, HEIGHT, f"{name} against step", parts)
+
+
+# --- the monitor's timeline --------------------------------------------------------------------------------
+
+TIMELINE_W, TIMELINE_H = 640, 220
+
+
+def timeline(name: str, curves: Sequence[tuple[str, Sequence[float], Sequence[float], str]],
+             markers: Sequence[tuple[float, str, str]], max_points: int = 500) -> Markup:
+    """Several series against step on one axis (``(label, steps, values, css class)``, each drawn as an EMA
+    over its faint raw points when noisy) and vertical markers ``(step, tooltip, css class)``: the alarms
+    beside the proxy and gold rewards."""
+    xs = [x for _, steps, _, _ in curves for x in steps] + [m[0] for m in markers]
+    ys = [y for _, _, values, _ in curves for y in values]
+    x0, x1 = min(xs), max(xs)
+    lo, hi = (min(ys), max(ys)) if ys else (0.0, 1.0)
+    pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 1.0
+    y0, y1 = lo - pad, hi + pad
+    top = _TOP + 14  # room for the legend
+    plot_w, plot_h = TIMELINE_W - _LEFT - _RIGHT, TIMELINE_H - top - _BOTTOM
+
+    def sx(x: float) -> float:
+        return _LEFT + (x - x0) / ((x1 - x0) or 1) * plot_w
+
+    def sy(y: float) -> float:
+        return top + (y1 - y) / (y1 - y0) * plot_h
+
+    parts = []
+    for y in (lo, (lo + hi) / 2, hi):
+        parts.append(f'<line class="grid" x1="{_LEFT}" x2="{TIMELINE_W - _RIGHT}" y1="{sy(y):.1f}" y2="{sy(y):.1f}"/>'
+                     + _text(_LEFT - 4, sy(y) + 3, tick(y), "ylab"))
+    parts.append(_text(_LEFT, TIMELINE_H - 6, fmt(x0), "xlab") + _text(TIMELINE_W - _RIGHT, TIMELINE_H - 6, fmt(x1),
+                                                                      "xlab end")
+                 + _text(_LEFT + plot_w / 2, TIMELINE_H - 6, "step", "xlab mid"))
+    for step, tip, cls in markers:
+        parts.append(f'<line class="marker {cls}" x1="{sx(step):.1f}" x2="{sx(step):.1f}" y1="{top}" '
+                     f'y2="{top + plot_h}"><title>{escape(tip)}</title></line>')
+    legend_x = _LEFT
+    for label_, steps, values, cls in curves:
+        if len(values) >= 2:
+            noisy = is_noisy(values)
+            rx, ry = downsample_minmax(steps, values, max_points)
+            parts.append(_polyline(rx, ry, sx, sy, f"series {cls}" + (" faint" if noisy else "")))
+            if noisy:
+                ex, ey = downsample_stride(steps, ema(values, smoothing_span(len(values))), max_points)
+                parts.append(_polyline(ex, ey, sx, sy, f"series {cls}"))
+        parts.append(f'<line class="series {cls}" x1="{legend_x}" x2="{legend_x + 14}" y1="{_TOP + 2}" '
+                     f'y2="{_TOP + 2}"/>' + _text(legend_x + 18, _TOP + 6, label_))
+        legend_x += 30 + 6.2 * len(label_)
+    if markers:
+        parts.append(f'<line class="marker warning" x1="{legend_x}" x2="{legend_x}" y1="{_TOP - 4}" '
+                     f'y2="{_TOP + 8}"/>' + _text(legend_x + 5, _TOP + 6, "alarm"))
+    return _svg(TIMELINE_W, TIMELINE_H, f"{name} against step", parts)

@@ -21,7 +21,7 @@ STAGE_ORDER = ("lab", "data", "tokenizer", "policy", "sft", "rm", "reward", "ens
                "dpo", "rl", "ppo", "grpo", "rloo", "monitor")
 REPORT_NAMES = ("report.html", "report.md")
 SKIP_DIRS = ("checkpoints",)  # many large files and never a sub-run: listed as one entry
-ARTIFACTS = ("summary.json", "config.yaml", "metrics.jsonl", "world.json")
+ARTIFACTS = ("summary.json", "config.yaml", "metrics.jsonl", "world.json", "alarms.jsonl", "monitor.jsonl")
 MAX_JSON_BYTES = 50 * 2**20
 MAX_DIR_FILES = 10_000  # counting the files of a listed folder stops here
 _BAD_LINES_KEPT = 5
@@ -69,6 +69,8 @@ class Folder:
     evals: list[tuple[str, dict]] = field(default_factory=list)  # (file name, contents)
     audits: list[tuple[str, dict]] = field(default_factory=list)
     world: dict | None = None
+    alarms: list[dict] | None = None  # alarms.jsonl: the monitor's alarms, one object per line
+    monitor: Metrics | None = None  # monitor.jsonl: the monitor's per-step metrics
     others: list[tuple[str, int, int | None]] = field(default_factory=list)  # (name, bytes, files if a folder)
     notes: list[str] = field(default_factory=list)
 
@@ -171,6 +173,26 @@ def _read_json_dict(path: Path, notes: list[str]) -> dict | None:
     return obj
 
 
+def _read_rows(path: Path, notes: list[str]) -> list[dict]:
+    """The JSON objects of a JSONL file; malformed lines are left out and noted (a crash may cut the last)."""
+    rows, bad = [], []
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+            except ValueError as e:
+                bad.append(f"line {lineno}: {_bad_reason(e)}")
+                continue
+            rows.append(row)
+    if bad:
+        notes.append(f"{path.name}: skipped {len(bad)} malformed line(s) ({'; '.join(bad[:_BAD_LINES_KEPT])})")
+    return rows
+
+
 def _read_folder(folder: Folder) -> None:
     d, notes = folder.path, folder.notes
     names = sorted(e.name for e in os.scandir(d) if not e.name.startswith(".") and e.is_file() and is_artifact(e.name))
@@ -196,6 +218,10 @@ def _read_folder(folder: Folder) -> None:
                     folder.config = cfg
                 else:
                     folder.config_text = text[:20_000]
+            elif name == "alarms.jsonl":
+                folder.alarms = _read_rows(path, notes)
+            elif name == "monitor.jsonl":
+                folder.monitor = read_metrics(path)
             elif name == "metrics.jsonl":
                 m = folder.metrics = read_metrics(path)
                 if m.n_bad:

@@ -18,6 +18,7 @@ from rewardgauge.report.artefacts import (
     Evaluation,
     Probe,
     Slice,
+    read_alarms,
     read_audit,
     read_evaluation,
 )
@@ -274,6 +275,68 @@ def other_evaluations(run: Run) -> list[Section]:
     return out
 
 
+# The monitor's timeline: the reward RL optimised and the gold reward, from metrics.jsonl; on-policy accuracy
+# per bucket (and the fixed held-out control) from monitor.jsonl.
+REWARD_CURVES = (("reward_mean", "proxy reward", "proxy"), ("gold_mean", "gold reward", "gold"))
+ONPOLICY_CURVES = (("monitor/onpolicy/easy/accuracy", "easy, on-policy", "proxy"),
+                   ("monitor/onpolicy/hard/accuracy", "hard, on-policy", "other"),
+                   ("monitor/onpolicy/fixed/easy/accuracy", "easy, fixed held-out", "gold"))
+
+
+def monitor(run: Run) -> list[Section]:
+    """Per folder with alarms.jsonl or monitor.jsonl (an RL run watched by the monitor): when each alarm fired,
+    beside the proxy and gold rewards, and the proxy's accuracy on the policy's own samples."""
+    out = []
+    for f in run.folders:
+        if f.alarms is None and f.monitor is None:
+            continue
+        blocks: list[Block] = []
+        try:
+            alarms = read_alarms(f.alarms or [])
+        except ValueError as e:
+            blocks.append(Note(f"{f.file('alarms.jsonl')}: {e}"))
+            alarms = []
+        series = f.metrics.series if f.metrics is not None else {}
+        curves = [(name, series[key].steps, series[key].values, cls) for key, name, cls in REWARD_CURVES
+                  if key in series]
+        text = (f"{len(alarms)} alarm{'s' if len(alarms) != 1 else ''}; the first at step {alarms[0].step} "
+                f"({alarms[0].detector}: {alarms[0].message})" if alarms else "No alarm.")
+        if "gold_mean" in series:
+            gold = series["gold_mean"]
+            smooth = charts.ema(gold.values, charts.smoothing_span(len(gold.values)))
+            peak = gold.steps[max(range(len(smooth)), key=smooth.__getitem__)]
+            text += f" The gold reward (smoothed) peaked at step {fmt(peak)}"
+            text += (f", {fmt(peak - alarms[0].step)} steps after the first alarm." if alarms and alarms[0].step <= peak
+                     else ".")
+        blocks.append(Paragraph(text))
+        if curves or alarms:
+            markers = [(a.step, f"step {a.step}: {a.detector} ({a.severity}, {a.action}): {a.message}", a.severity)
+                       for a in alarms]
+            rows = [[Cell(str(a.step), "num"), Cell(a.detector), Cell(a.severity, "alert" if a.severity == "critical"
+                                                                          else "text"),
+                     Cell(a.action + (f" to step {a.rollback_to}" if a.rollback_to is not None else "")),
+                     Cell(a.message)] for a in alarms]
+            blocks.append(Figure("Alarms beside the proxy and gold rewards",
+                                 charts.timeline("reward and alarms", curves, markers, run.max_points),
+                                 Table(["step", "detector", "severity", "action", "message"], rows),
+                                 caption="Lines: the mean reward RL optimised (proxy) and the gold reward of the same "
+                                         "samples, from metrics.jsonl; vertical marks: alarms (alarms.jsonl)."))
+        m = f.monitor.series if f.monitor is not None else {}
+        onpolicy = [(name, m[key].steps, m[key].values, cls) for key, name, cls in ONPOLICY_CURVES if key in m]
+        if onpolicy:
+            rows = [[Cell(name), Cell(fmt(values[0]), "num"), Cell(fmt(values[-1]), "num"), Cell(fmt(min(values)), "num")]
+                    for name, _, values, _ in onpolicy]
+            blocks.append(Figure("The proxy's accuracy on pairs of the policy's own samples",
+                                 charts.timeline("on-policy accuracy", onpolicy, [], run.max_points),
+                                 Table(["comparisons", "first", "last", "lowest"], rows),
+                                 caption="Pairs sampled from the policy at each evaluation, labelled by the trusted "
+                                         "labeller (monitor.jsonl); the fixed held-out set cannot move: it is the "
+                                         "control."))
+        where = f.rel if f.rel != "." else "run directory"
+        out.append(Section(f"monitor-{_slug(f.rel)}", f"Reward-model health during RL: {where}", blocks))
+    return out
+
+
 def _curve_keys(series: dict) -> list[str]:
     keys = [k for k in series if k not in CLOCK_KEYS]
     rank = {k: i for i, k in enumerate(CURVE_ORDER)}
@@ -370,9 +433,9 @@ def _slug(rel: str) -> str:
     return "root" if rel == "." else "".join(c if c.isalnum() else "-" for c in rel)
 
 
-# In reading order. RL, monitoring and PRM runs will add their builders here.
+# In reading order. RL and PRM runs will add their builders here.
 BUILDERS: tuple[Callable[[Run], list[Section]], ...] = (
-    headline, problems, summary, slices, other_evaluations, training, lab_data, setup)
+    headline, problems, summary, slices, other_evaluations, monitor, training, lab_data, setup)
 
 
 def build_sections(run: Run) -> list[Section]:

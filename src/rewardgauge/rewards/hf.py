@@ -22,6 +22,7 @@ from rewardgauge.modeling.loading import (
     is_decoder_only,
     load_sequence_classifier,
     load_tokenizer,
+    reward_features,
     reward_logits,
 )
 from rewardgauge.rewards.base import Meta, RewardModel, Scores
@@ -155,3 +156,20 @@ class HFRewardModel(RewardModel):
             return Scores(reward=logits[:, 0])
         aspects = {a: logits[:, k] for k, a in enumerate(self.info.aspects)}
         return Scores(reward=logits @ self.weights, aspects=aspects)
+
+    def features(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> torch.Tensor:
+        """[N, hidden] the last hidden state the reward head reads, per (prompt, response), in input order
+        (the monitor's latent-outlier detector measures how far the policy's samples move in this space)."""
+        n = len(prompts)
+        out: torch.Tensor | None = None
+        order = sorted(range(n), key=lambda i: -self.sort_key(prompts[i], responses[i]))
+        for start in range(0, n, self.batch_size or n):
+            idx = order[start:start + (self.batch_size or n)]
+            ids, mask = encode_batch(self.tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx],
+                                     self.info.max_length)
+            with torch.no_grad():
+                h = reward_features(self.model, ids.to(self.device), mask.to(self.device), self.decoder_only)
+            if out is None:
+                out = torch.empty((n, h.shape[-1]), dtype=torch.float32)
+            out[torch.tensor(idx)] = h.float().cpu()
+        return out if out is not None else torch.zeros((0, self.model.config.hidden_size))

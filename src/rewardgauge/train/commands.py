@@ -6,7 +6,8 @@ import argparse
 
 from rewardgauge.cli import group
 from rewardgauge.config import add_config_args, config_from_args
-from rewardgauge.train.config import DPOConfig, RLConfig
+from rewardgauge.monitor.commands import MonitoredRLConfig
+from rewardgauge.train.config import DPOConfig
 from rewardgauge.train.reward import RewardTrainConfig
 from rewardgauge.train.rundir import held_outputs
 from rewardgauge.train.sft import SFTConfig
@@ -75,11 +76,19 @@ def _dpo(args: argparse.Namespace) -> int:
 
 
 def _rl(args: argparse.Namespace) -> int:
-    from rewardgauge.train.rl import run_rl
+    from rewardgauge.monitor.commands import build_rl_monitor
+    from rewardgauge.train.rl import build_reward, run_rl
 
-    cfg = config_from_args(RLConfig, args)
+    cfg = config_from_args(MonitoredRLConfig, args)
+    callbacks, reward = [], None
+    if cfg.monitor.enabled:  # the reward is built once, for the run and the monitor
+        from accelerate import PartialState
+
+        device = str(PartialState(cpu=cfg.cpu or cfg.device == "cpu").device)
+        reward = build_reward(cfg, device)
+        callbacks.append(build_rl_monitor(cfg, reward, device))
     with held_outputs():
-        result = run_rl(cfg)
+        result = run_rl(cfg, callbacks, reward=reward)
     if _is_main():
         last = result.last_metrics
         shown = " ".join(f"{k}={last[k]:.4g}" for k in ("reward_mean", "gold_mean", "kl_k3", "response_length")
@@ -138,6 +147,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "in sections: --policy.*, --generation.*, --kl.*, --reward.*, --value.* (PPO). Writes the "
                     "policy (safetensors), rl.json, config.yaml, metrics.jsonl (reward, each component, gold, "
                     "KL, entropy, length, clip fraction per step), samples.jsonl and checkpoints/ to --out; "
-                    "--resume continues an interrupted run to the same metrics. Runs unchanged under torchrun.")
-    add_config_args(p, RLConfig)
+                    "--resume continues an interrupted run to the same metrics. Runs unchanged under torchrun. "
+                    "--monitor.enabled runs the reward-model health monitor every step (--monitor.*: its "
+                    "detectors, the on-policy evaluation on held-out prompts, each alarm's action: warn, "
+                    "raise_kl, rollback, stop), writing monitor.jsonl and alarms.jsonl.")
+    add_config_args(p, MonitoredRLConfig)
     p.set_defaults(func=_rl)

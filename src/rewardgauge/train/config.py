@@ -343,7 +343,8 @@ class RewardSection:
 
     models: list[str] = field(metadata={
         "help": "reward sources, comma-separated: a reward-model folder or hub name, an ensemble folder, a DPO "
-                "run folder (its implicit reward), lab-gold, exec:TASKS.jsonl (hidden tests in the sandbox); "
+                "run folder (its implicit reward), lab-gold, exec:TASKS.jsonl (hidden tests in the sandbox), a "
+                "reward server's URL (rewardgauge serve; replicas of one server: space-separated in one item); "
                 "several are summed with reward.weights"})
     weights: list[float] = field(default_factory=list, metadata={"help": "one weight per reward source (default 1 each)"})
     aggregator: Aggregator | None = field(default=None, metadata={

@@ -225,7 +225,7 @@ def fit(acc, model: torch.nn.Module, examples: Sequence[Any], lengths: Sequence[
                 shown = sorted(k for k in values if row.get(k) is not None)[:4]
                 bar.set_postfix({k: f"{row[k]:.4g}" for k in shown}, refresh=False)
             control = notify(callbacks, StepState(step=step, total_steps=total, epoch=epoch, metrics=row,
-                                                  model=model, accelerator=acc)) if callbacks else Control()
+                                                  model=model, accelerator=acc, run=run)) if callbacks else Control()
             if (cfg.save_every and step % cfg.save_every == 0) or step == total or control.save_now or control.stop:
                 run.metrics.flush()
                 if not _weights_finite(params):

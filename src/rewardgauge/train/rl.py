@@ -11,6 +11,9 @@ One step, top to bottom (``run_rl``):
     5. loss          PPO's clipped surrogate (optionally clip-higher), + β·KL in the loss, + the value loss
                      (PPO), aggregated over tokens; one optimizer step per minibatch and epoch
     6. run directory metrics.jsonl (one line per step), samples.jsonl (capped), checkpoints, callbacks
+    7. control       what the callbacks asked (the monitor's alarms): stop, raise the KL coefficient, or roll
+                     back to the newest checkpoint at or before a healthy step (the per-step logs but
+                     alarms.jsonl are cut back to it) and go on from there
 
 Under ``torchrun`` each process takes its share of the step's prompts; gradients are averaged by DDP and
 token-mean losses are normalised by the token count of all processes, so the update is the full batch's.
@@ -19,21 +22,24 @@ token-mean losses are normalised by the token count of all processes, so the upd
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from rewardgauge import losses
+from rewardgauge.data.records import Prompt
 from rewardgauge.errors import InputError
 from rewardgauge.modeling.formatting import encode_prompts, ensure_pad_token
 from rewardgauge.modeling.generation import SamplingParams, TorchBackend, eos_token_ids_of
 from rewardgauge.modeling.loading import load_causal_lm, load_tokenizer
 from rewardgauge.modeling.logprobs import response_logprobs, response_position_logits
 from rewardgauge.modeling.value import load_value_model
-from rewardgauge.rewards.base import RewardModel
+from rewardgauge.rewards.base import RewardModel, Scores
 from rewardgauge.rewards.combine import WeightedSumReward
 from rewardgauge.rewards.loading import load_reward_model
 from rewardgauge.rewards.process import ProcessRewardModel
@@ -48,14 +54,40 @@ from rewardgauge.train.rollout import (
     sample_rows,
     score_components,
 )
-from rewardgauge.train.rundir import SAMPLES, Callback, Control, RunDir, StepState, notify
+from rewardgauge.train.rundir import (
+    SAMPLES,
+    Callback,
+    Control,
+    RunDir,
+    StepState,
+    callback_states,
+    load_callback_states,
+    notify,
+)
 
 RL_FILE = "rl.json"
 
+# sample(prompts, n): n fresh responses of the current policy to each prompt
+PolicySampler = Callable[[Sequence[Prompt], int], list[list[str]]]
 
-def run_rl(cfg: RLConfig, callbacks: Sequence[Callback] = ()) -> LoopResult:
-    """Optimise ``cfg.policy.model`` against ``cfg.reward``; the policy is saved to ``cfg.out``. Every input
-    is checked before ``cfg.out`` is created or changed."""
+
+@dataclass
+class StepRollouts:
+    """What one step sampled and how it was scored (this process's share), for callbacks that watch the
+    policy, such as the reward-model health monitor (``StepState.rollouts``)."""
+
+    prompts: list[Prompt]   # one per response: a group repeats its prompt
+    responses: list[str]
+    scores: Scores          # the reward optimised, on the CPU
+    gold: Scores | None     # the logged gold reward of the same responses, where the run has one
+    lengths: list[int]      # response lengths in policy tokens
+    sample: PolicySampler   # fresh samples of the current policy, e.g. on held-out prompts
+
+
+def run_rl(cfg: RLConfig, callbacks: Sequence[Callback] = (), reward: RewardModel | None = None) -> LoopResult:
+    """Optimise ``cfg.policy.model`` against ``cfg.reward`` (or ``reward``, already built from it, when the
+    caller shares it, e.g. with the monitor); the policy is saved to ``cfg.out``. Every input is checked
+    before ``cfg.out`` is created or changed."""
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
@@ -75,7 +107,7 @@ def run_rl(cfg: RLConfig, callbacks: Sequence[Callback] = ()) -> LoopResult:
     pad_id = ensure_pad_token(tokenizer)
     eos_ids = eos_token_ids_of(tokenizer)
     prompt_ids = encode_prompts(tokenizer, [p.prompt for p in prompts], cfg.policy.max_prompt_length)
-    reward = build_reward(cfg, acc.device)
+    reward = reward if reward is not None else build_reward(cfg, acc.device)
     check_reward_reads_policy(reward, tokenizer, cfg.reward.models)
     if cfg.reward.dense and not isinstance(reward, ProcessRewardModel):
         raise InputError("reward.dense needs one process reward model (a folder written by `prm train`) as the "
@@ -107,6 +139,7 @@ def run_rl(cfg: RLConfig, callbacks: Sequence[Callback] = ()) -> LoopResult:
     step, state = run.checkpoints.restore()
     if "kl" in state:
         kl_ctl.load_state_dict(state["kl"])
+    load_callback_states(callbacks, state.get("callbacks", {}))
     backend = TorchBackend(acc.unwrap_model(policy), eos_ids, pad_id)
     sampling = SamplingParams(cfg.generation.max_new_tokens, cfg.generation.temperature, cfg.generation.top_p,
                               cfg.generation.top_k)
@@ -206,10 +239,36 @@ def run_rl(cfg: RLConfig, callbacks: Sequence[Callback] = ()) -> LoopResult:
                 if scores_gold is not None:
                     columns["gold"] = scores_gold.reward
                 samples.append(sample_rows(step, [p.prompt for p in batch], texts, G, columns, limit))
-            control = notify(callbacks, StepState(step=step, total_steps=cfg.steps, epoch=0, metrics=row,
-                                                  model=policy, accelerator=acc)) if callbacks else Control()
+            control = Control()
+            if callbacks:
+                rollouts = StepRollouts(flat_prompts, texts, scores.to("cpu"),
+                                        scores_gold.to("cpu") if scores_gold is not None else None,
+                                        gen.response_lengths.tolist(),
+                                        policy_sampler(backend, tokenizer, sampling, cfg.policy.max_prompt_length,
+                                                       seed=step_seed(cfg.seed + 1, step, rank)))
+                control = notify(callbacks, StepState(step=step, total_steps=cfg.steps, epoch=0, metrics=row,
+                                                      model=policy, accelerator=acc, run=run, rollouts=rollouts))
+            if control.rollback_to is not None and not control.stop:
+                target = run.checkpoints.at_or_before(control.rollback_to)
+                if target is None:
+                    _say(f"[rl] step {step}: no checkpoint at or before step {control.rollback_to} to roll back "
+                         "to (save more often: save_every, keep_checkpoints); stopping instead")
+                    control.stop = True
+                else:
+                    step, state = run.checkpoints.load(*target)
+                    kl_ctl.load_state_dict(state["kl"])
+                    run.cut_logs(step)
+                    bar.n = step
+                    _say(f"[rl] rolled back to the checkpoint of step {step}")
+            if control.kl_coef_factor is not None:
+                before = kl_ctl.coef
+                kl_ctl.coef *= control.kl_coef_factor
+                _say(f"[rl] step {step}: KL coefficient {before:.4g} -> {kl_ctl.coef:.4g}"
+                     + (" (a zero coefficient stays zero: set kl.coef > 0 to let it rise)" if before == 0 else ""))
+            if control.rollback_to is not None and not control.stop:
+                continue
             if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps or control.save_now or control.stop:
-                run.checkpoints.save(step, {"kl": kl_ctl.state_dict()})
+                run.checkpoints.save(step, {"kl": kl_ctl.state_dict(), "callbacks": callback_states(callbacks)})
             if control.stop:
                 stopped = True
                 break
@@ -227,6 +286,20 @@ def run_rl(cfg: RLConfig, callbacks: Sequence[Callback] = ()) -> LoopResult:
     return LoopResult(model=model, steps=step, examples=(step - first_step) * cfg.prompts_per_step * G,
                       seconds=time.perf_counter() - start if step > first_step else 0.0,
                       last_metrics=run.metrics.last, stopped=stopped)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def policy_sampler(backend, tokenizer, sampling: SamplingParams, max_prompt_length: int, seed: int) -> PolicySampler:
+    """Fresh samples of the policy ``backend`` generates with, at the run's sampling settings; ``seed`` is
+    the step's, so a resumed run samples alike."""
+    def sample(prompts: Sequence[Prompt], n: int) -> list[list[str]]:
+        ids = encode_prompts(tokenizer, list(prompts), max_prompt_length)
+        texts = decode_responses(tokenizer, backend.generate(ids, sampling, n, seed=seed))
+        return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+    return sample
 
 
 def policy_update(cfg: RLConfig, acc, policy, value_model, optimizer, scheduler, params, gen, advantages,
@@ -445,9 +518,11 @@ def build_reward(cfg: RLConfig, device) -> RewardModel:
     loaded = []
     for spec, ensemble in zip(specs, is_ensemble):
         path_like = Path(spec).exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1
-        if not (spec in ("lab-gold", "gold") or spec.startswith("exec:") or Path(spec).is_dir() or not path_like):
-            raise InputError("reward source not found: a reward-model, ensemble or DPO folder, lab-gold, or "
-                             "exec:TASKS.jsonl", path=spec, field="reward.models")
+        served = spec.startswith(("http://", "https://"))  # rewardgauge serve (replicas: space-separated)
+        if not (served or spec in ("lab-gold", "gold") or spec.startswith("exec:") or Path(spec).is_dir()
+                or not path_like):
+            raise InputError("reward source not found: a reward-model, ensemble or DPO folder, lab-gold, "
+                             "exec:TASKS.jsonl, or a reward server's http:// URL", path=spec, field="reward.models")
         loaded.append(load_reward_model(spec, device=str(device), batch_size=cfg.reward.batch_size,
                                         **(ensemble_options if ensemble else {})))
     if len(loaded) == 1 and not cfg.reward.weights:
@@ -460,7 +535,8 @@ def build_reward(cfg: RLConfig, device) -> RewardModel:
 def _component_names(specs: Sequence[str]) -> list[str]:
     names = []
     for spec in specs:
-        name = "exec" if spec.startswith("exec:") else (Path(spec).name or spec)
+        name = ("exec" if spec.startswith("exec:") else "remote" if spec.startswith(("http://", "https://"))
+                else Path(spec).name or spec)
         names.append(name if name not in names else f"{name}_{len(names)}")
     return names
 

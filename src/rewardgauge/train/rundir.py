@@ -91,10 +91,14 @@ TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "trackio": (
 @dataclass
 class Control:
     """What a callback may ask of the loop after a step: end the run cleanly (a checkpoint is saved at that
-    step, so ``--resume`` can continue it) and/or save a checkpoint now."""
+    step, so ``--resume`` can continue it) and/or save a checkpoint now. Recipes that can also do so (``rl``):
+    ``rollback_to``, go back to the newest checkpoint at or before that step and continue from there (the
+    per-step logs but alarms.jsonl are cut back to it), and ``kl_coef_factor``, multiply the KL coefficient."""
 
     stop: bool = False
     save_now: bool = False
+    rollback_to: int | None = None
+    kl_coef_factor: float | None = None
 
 
 @dataclass
@@ -107,22 +111,42 @@ class StepState:
     metrics: dict[str, Any]  # this step's line of metrics.jsonl (floats; mean over processes)
     model: Any  # as prepared by accelerate (may be DDP-wrapped)
     accelerator: Any
+    run: RunDir | None = None  # the run directory: a callback's own per-step log is ``run.log(name)``
+    rollouts: Any = None  # what the step produced, recipe-specific (rl: ``train.rl.StepRollouts``)
 
 
-# A callback returns a Control to ask for something, or None.
+# A callback returns a Control to ask for something, or None. A callback with ``state_dict`` and
+# ``load_state_dict`` (JSON) has its state saved with each checkpoint and restored on resume.
 Callback = Callable[[StepState], "Control | None"]
 
 
 def notify(callbacks: Sequence[Callback], state: StepState) -> Control:
-    """Call each callback; the requests of all of them together. Under DDP every process calls them with the
-    same metrics (means over processes), so every process stops or saves at the same step."""
+    """Call each callback; the requests of all of them together (the earliest roll back, the largest KL
+    factor). Under DDP every process calls them with the same metrics (means over processes), so every
+    process stops or saves at the same step."""
     control = Control()
     for cb in callbacks:
         asked = cb(state)
         if asked is not None:
             control.stop |= asked.stop
             control.save_now |= asked.save_now
+            if asked.rollback_to is not None:
+                control.rollback_to = min(asked.rollback_to, control.rollback_to if control.rollback_to is not None
+                                          else asked.rollback_to)
+            if asked.kl_coef_factor is not None:
+                control.kl_coef_factor = max(asked.kl_coef_factor, control.kl_coef_factor or 0.0)
     return control
+
+
+def callback_states(callbacks: Sequence[Callback]) -> dict[str, Any]:
+    """{index: state} of the callbacks that have one (saved in a checkpoint's loop_state.json)."""
+    return {str(i): cb.state_dict() for i, cb in enumerate(callbacks) if hasattr(cb, "state_dict")}
+
+
+def load_callback_states(callbacks: Sequence[Callback], states: Mapping[str, Any]) -> None:
+    for i, cb in enumerate(callbacks):
+        if hasattr(cb, "load_state_dict") and str(i) in states:
+            cb.load_state_dict(states[str(i)])
 
 
 class NonFiniteError(InputError):
@@ -218,7 +242,15 @@ class Checkpointer:
         or (0, {}) for a new run. Call after ``acc.prepare`` and ``acc.register_for_checkpointing``."""
         if self.resume_from is None:
             return 0, {}
-        step, path = self.resume_from
+        return self.load(*self.resume_from)
+
+    def at_or_before(self, step: int) -> tuple[int, Path] | None:
+        """The newest complete checkpoint at or before ``step`` (a roll back's target), or None."""
+        found = [c for c in self.all() if c[0] <= step]
+        return found[-1] if found else None
+
+    def load(self, step: int, path: Path) -> tuple[int, dict[str, Any]]:
+        """Load one checkpoint into the prepared objects: (its step, the recipe's state)."""
         self.acc.load_state(str(path))
         state = json.loads((path / LOOP_STATE).read_text(encoding="utf-8"))
         state.pop("step", None)
@@ -458,6 +490,12 @@ class RunDir:
             if self.begun:
                 self._prepare(self._logs[name])
         return self._logs[name]
+
+    def cut_logs(self, step: int, keep: Sequence[str] = (ALARMS,)) -> None:
+        """A roll back to ``step``: the per-step logs (but ``keep``) lose the rows after it, as on a resume."""
+        for name in (*STEP_LOGS, *self._logs):
+            if name not in keep:
+                self.log(name).cut(step)
 
     def _prepare(self, log: JsonlLog) -> None:
         if not log.prepared:
