@@ -84,7 +84,7 @@ def test_preference_soft_label():
 class _Len(RewardModel):
     batch_size = 2
 
-    def _score(self, prompts, responses):
+    def score_batch(self, prompts, responses, meta):
         return Scores(reward=torch.tensor([float(len(r)) for r in responses]))
 
 

@@ -22,13 +22,6 @@ class _Interrupt(Exception):
     pass
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_quickstart_skips_finished_stages_and_resumes_the_interrupted_one(tmp_path, monkeypatch, capsys):
     real_rm, real_sft = reward_training.train_reward_model, sft_training.run_sft

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from rewardgauge.errors import InputError
 
@@ -15,7 +16,7 @@ COMMAND_MODULES = [
     "rewardgauge.modeling.commands",
     "rewardgauge.train.commands",
     "rewardgauge.rewards.commands",
-    "rewardgauge.monitor.commands",
+    "rewardgauge.audit.commands",
     "rewardgauge.sandbox.commands",
     "rewardgauge.report.commands",
     "rewardgauge.quickstart",
@@ -33,8 +34,15 @@ def group(subparsers: argparse._SubParsersAction, name: str, help: str) -> argpa
     return _groups[key]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in the one-line form of every other bad input (argparse prints the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"rewardgauge: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rewardgauge",
         description="Post-training with the reward model as the first-class object: "
                     "train, evaluate, audit and monitor reward models; optimise against them.")
@@ -57,14 +65,25 @@ def _version() -> str:
     return __version__
 
 
+def _one_line(message: str) -> str:
+    """The message on one line, printable anywhere (a lone surrogate from a bad file is shown as \\udxxx)."""
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except InputError as e:
-        print(f"rewardgauge: error: {e}", file=sys.stderr)
+        print(f"rewardgauge: error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a disk that filled up or went away mid-run; outputs were checked before the work
+        from rewardgauge.io import os_error_message
+
+        print(f"rewardgauge: error: {_one_line(os_error_message(e))}", file=sys.stderr)
+        return InputError.exit_code
     except KeyboardInterrupt:
         print("rewardgauge: interrupted", file=sys.stderr)
         return 130

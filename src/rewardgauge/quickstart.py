@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from rewardgauge.config import add_config_args, config_from_args
 
@@ -25,14 +27,42 @@ class QuickstartConfig:
     pairs: int = field(default=20000, metadata={"help": "lab training pairs (annotator votes)"})
     heldout_pairs: int = field(default=2000, metadata={"help": "lab held-out pairs (gold labels)"})
     demos: int = field(default=10000, metadata={"help": "SFT demonstrations"})
-    preset: str = field(default="tiny", metadata={"help": "policy size: tiny (~0.9M) or small (~3M)"})
+    preset: Literal["tiny", "small"] = field(default="tiny", metadata={
+        "help": "policy size: tiny (~0.9M) or small (~3M)"})
     sft_epochs: int = field(default=6, metadata={"help": "SFT passes over the demonstrations"})
     sft_lr: float = field(default=2e-3, metadata={"help": "SFT learning rate"})
     rm_epochs: int = field(default=4, metadata={"help": "reward-model passes over the training pairs"})
     rm_lr: float = field(default=3e-4, metadata={"help": "reward-model learning rate (higher erases what SFT learnt)"})
-    rm_loss: str = field(default="soft", metadata={"help": "bt, margin, soft (vote fractions) or multi"})
+    rm_loss: Literal["bt", "margin", "soft", "multi"] = field(default="soft", metadata={
+        "help": "bt, margin, soft (vote fractions) or multi"})
     batch_size: int = field(default=32, metadata={"help": "pairs / demonstrations per step"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def validate(self) -> None:
+        """Every stage's options, checked before the first stage starts (not minutes later, at its turn)."""
+        if not (math.isfinite(self.sft_lr) and math.isfinite(self.rm_lr)):
+            raise ValueError(f"learning rates must be finite, got sft_lr={self.sft_lr}, rm_lr={self.rm_lr}")
+        for stage in stage_configs(self):
+            stage.validate()
+
+
+def stage_configs(cfg: QuickstartConfig) -> tuple:
+    """The lab-data, SFT and reward-model configs of the stages, folders under ``cfg.out``."""
+    from rewardgauge.lab.dataset import LabDataConfig
+    from rewardgauge.train.config import RewardTrainConfig, SFTConfig
+
+    root = Path(cfg.out)
+    lab = root / "lab"
+    return (
+        LabDataConfig(out=str(lab), seed=cfg.seed, pairs=cfg.pairs, heldout_pairs=cfg.heldout_pairs,
+                      demos=cfg.demos),
+        SFTConfig(model=str(root / "policy"), data=str(lab / "sft.jsonl"), out=str(root / "sft"), seed=cfg.seed,
+                  epochs=cfg.sft_epochs, batch_size=cfg.batch_size, lr=cfg.sft_lr, save_every=500, resume=True,
+                  progress=cfg.progress),
+        RewardTrainConfig(model=str(root / "sft"), data=str(lab / "train.jsonl"), out=str(root / "rm"),
+                          seed=cfg.seed, epochs=cfg.rm_epochs, batch_size=cfg.batch_size, lr=cfg.rm_lr,
+                          loss=cfg.rm_loss, save_every=500, resume=True, progress=cfg.progress),
+    )
 
 
 def _stage(root: Path, name: str, timings: dict[str, float], fn) -> Path:
@@ -50,26 +80,32 @@ def _stage(root: Path, name: str, timings: dict[str, float], fn) -> Path:
 
 
 def run_quickstart(cfg: QuickstartConfig) -> dict:
+    from rewardgauge.io import check_output, output_lock
+
+    root = check_output(cfg.out, "dir")
+    with output_lock(root):  # a second quickstart into the same folder stops at once
+        root.mkdir(parents=True, exist_ok=True)
+        return _run_stages(cfg, root)
+
+
+def _run_stages(cfg: QuickstartConfig, root: Path) -> dict:
+    from rewardgauge.audit.commands import audit_lab_prompts
+    from rewardgauge.audit.counterfactual import format_audit
     from rewardgauge.data.io import load_pairs
     from rewardgauge.io import read_jsonl, write_json_atomic
-    from rewardgauge.lab.dataset import LabDataConfig, generate
+    from rewardgauge.lab.dataset import generate
     from rewardgauge.modeling.policy import init_model
-    from rewardgauge.monitor.audit import audit, edits_for, format_audit, lab_audit_set, summarise
     from rewardgauge.report import build_report
     from rewardgauge.rewards.evaluation import evaluate, format_report
     from rewardgauge.rewards.loading import load_reward_model
-    from rewardgauge.train.config import RewardTrainConfig, SFTConfig
     from rewardgauge.train.reward import train_reward_model
     from rewardgauge.train.sft import run_sft
 
-    root = Path(cfg.out)
-    root.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     lab = root / "lab"
 
-    _stage(root, "lab", timings, lambda d: generate(LabDataConfig(
-        out=str(d), seed=cfg.seed, pairs=cfg.pairs, heldout_pairs=cfg.heldout_pairs, demos=cfg.demos),
-        progress=cfg.progress))
+    lab_cfg, sft_cfg, rm_cfg = stage_configs(cfg)
+    _stage(root, "lab", timings, lambda d: generate(lab_cfg, progress=cfg.progress))
 
     def policy(folder: Path) -> None:
         corpus = [lab / "train.jsonl", lab / "sft.jsonl", lab / "heldout.jsonl"]
@@ -77,13 +113,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         print(f"[quickstart] policy: Llama '{cfg.preset}', {n:,} parameters")
 
     _stage(root, "policy", timings, policy)
-    _stage(root, "sft", timings, lambda d: run_sft(SFTConfig(
-        model=str(root / "policy"), data=str(lab / "sft.jsonl"), out=str(d), seed=cfg.seed, epochs=cfg.sft_epochs,
-        batch_size=cfg.batch_size, lr=cfg.sft_lr, save_every=500, resume=True, progress=cfg.progress)))
-    rm_dir = _stage(root, "rm", timings, lambda d: train_reward_model(RewardTrainConfig(
-        model=str(root / "sft"), data=str(lab / "train.jsonl"), out=str(d), seed=cfg.seed, epochs=cfg.rm_epochs,
-        batch_size=cfg.batch_size, lr=cfg.rm_lr, loss=cfg.rm_loss, save_every=500, resume=True,
-        progress=cfg.progress)))
+    _stage(root, "sft", timings, lambda d: run_sft(sft_cfg))
+    rm_dir = _stage(root, "rm", timings, lambda d: train_reward_model(rm_cfg))
 
     rm = load_reward_model(str(rm_dir))
     heldout = load_pairs(lab / "heldout.jsonl")
@@ -92,18 +123,17 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
                                              **report.to_dict()})
     print(format_report(report, "reward model on held-out lab pairs (gold labels)"))
 
-    prompts, responses = lab_audit_set([r["prompt"] for r in read_jsonl(lab / "eval_prompts.jsonl")])
-    probes = audit(rm, prompts, responses, edits_for("lab"), gold=load_reward_model("lab-gold"))
-    write_json_atomic(rm_dir / "audit.json", {"model": str(rm_dir), "probes": summarise(probes)})
-    print("counterfactual audit (edits that add no content):")
-    print(format_audit(probes))
+    audit = audit_lab_prompts(rm, [r["prompt"] for r in read_jsonl(lab / "eval_prompts.jsonl")])
+    write_json_atomic(rm_dir / "audit.json", {"model": str(rm_dir), **audit.to_dict()})
+    print(format_audit(audit))
 
     summary = {
         "rm_accuracy": round(report.accuracy, 4),
         **{f"rm_{k}_accuracy": round(v["accuracy"], 4) for k, v in report.by_difficulty.items()},
         "rm_ece": round(report.ece, 4),
         "bars_passed": report.passed,
-        **{f"audit_{p.name}_mean_change": round(p.mean_change, 4) for p in probes},
+        **{f"audit_{p.name}_mean_change": round(p.mean_change, 4) for p in audit.probes},
+        "audit_passed": audit.passed,
         **{f"seconds_{k}": v for k, v in timings.items()},
     }
     write_json_atomic(root / "summary.json", summary)

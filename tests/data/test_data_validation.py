@@ -42,7 +42,8 @@ CASES = [
     ("message_wrong_type", _bad(prompt=[{"role": "user", "content": "x"}, {"role": "assistant", "content": 3}]),
      "field 'prompt[1].content': must be a string, got integer 3"),
     ("chosen_equals_rejected", _bad(rejected="a "),
-     "field 'rejected': is the same text as 'chosen'; a pair needs two different responses"),
+     "field 'rejected': is the same text as 'chosen' (up to Unicode normalisation and zero-width characters); "
+     "a pair needs two different responses"),
     ("votes_out_of_range", _bad(votes=[1, 2]),
      "field 'votes[1]': must be 0 (preferred rejected) or 1 (preferred chosen), got 2"),
     ("votes_bool", _bad(votes=[True]), "field 'votes[0]': must be 0 (preferred rejected) or 1 (preferred chosen), "

@@ -1,4 +1,3 @@
-import contextlib
 import sys
 from pathlib import Path
 
@@ -6,31 +5,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import synthetic  # noqa: E402
-
-K = 3
-# Small enough for seconds per member; the same settings are used by the torchrun fan-out worker.
-TRAIN = dict(members=K, max_steps=12, batch_size=16, save_every=0, progress=False, reference_size=64, lr=2e-3)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared 2-core machine two OpenMP threads stall
-    each other whenever another process takes a core (measured here: fixture setup 15 s vs 430 s)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    with _one_thread():
-        yield
+from ensemble_setup import K, train_cfg  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -48,19 +26,12 @@ def lang(tmp_path_factory):
     return {**paths, "model": root / "tiny", "root": root}
 
 
-def train_cfg(lang, out, **kw):
-    from rewardgauge.train.config import RewardTrainConfig
-
-    return RewardTrainConfig(**{"model": str(lang["model"]), "data": str(lang["train"]), "out": str(out), **TRAIN, **kw})
-
-
 @pytest.fixture(scope="session")
 def ensembles(lang, tmp_path_factory):
     """One trained K=3 ensemble per form: shared through the CLI, the others through train_ensemble."""
     root = tmp_path_factory.mktemp("ensembles")
     out = {}
-    with _one_thread():  # session fixtures are set up before the module's autouse fixture
-        _train_all(lang, root, out)
+    _train_all(lang, root, out)  # on one torch thread: tests/conftest.py's session fixture comes first
     return out
 
 

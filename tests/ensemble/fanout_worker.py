@@ -1,11 +1,11 @@
-"""Run by test_fanout under torchrun: train the conftest's K=3 ensemble, members spread over the processes."""
+"""Run by test_fanout under torchrun: train the K=3 ensemble, members spread over the processes."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import TRAIN  # noqa: E402
+from ensemble_setup import TRAIN  # noqa: E402
 
 from rewardgauge.train.config import RewardTrainConfig  # noqa: E402
 from rewardgauge.train.ensemble import train_ensemble  # noqa: E402

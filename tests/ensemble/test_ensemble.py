@@ -5,13 +5,13 @@ import shutil
 import pytest
 import torch
 import yaml
-from conftest import K, train_cfg
+from ensemble_setup import K, train_cfg
 
 from rewardgauge.cli import main
 from rewardgauge.data.io import load_pairs
 from rewardgauge.data.records import PreferencePair
 from rewardgauge.errors import InputError
-from rewardgauge.rewards.aggregators import disagreement
+from rewardgauge.rewards.aggregators import disagreement, normalise
 from rewardgauge.rewards.base import RewardModel, Scores
 from rewardgauge.rewards.ensemble import EnsembleRewardModel, ensemble_scores, reference_stats
 from rewardgauge.rewards.evaluation import auroc, evaluate, format_report
@@ -129,10 +129,11 @@ def test_independent_members_score_like_their_own_folders(ensembles, lang):
     rm = EnsembleRewardModel.from_pretrained(root, device="cpu")
     pairs = load_pairs(lang["heldout"])[:24]
     prompts, responses = [p.prompt for p in pairs], [p.chosen for p in pairs]
-    raw = rm.raw_scores(prompts, responses)
+    members = rm.score(prompts, responses).members
     for k in range(K):
         alone = HFRewardModel.from_pretrained(root / "members" / f"m{k}", device="cpu").score(prompts, responses)
-        torch.testing.assert_close(raw[k], alone.reward, atol=1e-5, rtol=1e-5)
+        expected = normalise(alone.reward[None], rm.mean[k:k + 1], rm.std[k:k + 1])[0]
+        torch.testing.assert_close(members[k], expected, atol=1e-5, rtol=1e-5)
 
 
 def _copy(src, dst):
@@ -259,7 +260,7 @@ class _Members(RewardModel):
     def __init__(self, table):
         self.table = table
 
-    def _score(self, prompts, responses):
+    def score_batch(self, prompts, responses, meta):
         members = torch.tensor([self.table[r] for r in responses]).T
         return Scores(reward=members.mean(dim=0), members=members, uncertainty=disagreement(members))
 

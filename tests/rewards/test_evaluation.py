@@ -22,7 +22,7 @@ class _Table(RewardModel):
     def __init__(self, table):
         self.table = table
 
-    def _score(self, prompts, responses):
+    def score_batch(self, prompts, responses, meta):
         return Scores(reward=torch.tensor([self.table[r] for r in responses], dtype=torch.float32),
                       aspects={"len": torch.tensor([float(len(r)) for r in responses])})
 

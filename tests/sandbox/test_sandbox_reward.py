@@ -22,19 +22,23 @@ def reward():
 
 
 def test_reward_is_the_fraction_of_hidden_tests_passed(reward):
-    prompts = [TASKS[0].prompt, "sq", [{"role": "system", "content": "be brief"}, {"role": "user", "content":
-                                                                                      TASKS[0].prompt}],
+    prompts = [TASKS[0].prompt, "any text", [{"role": "system", "content": "be brief"}, {"role": "user", "content":
+                                                                                           TASKS[0].prompt}],
                TASKS[1].prompt, TASKS[1].prompt]
+    meta = [None, {"task_id": "sq"}, None, {}, {"task_id": "HumanEval/1"}]
     responses = ["def sq(x):\n    return x * x",
                  "Sure!\n```python\ndef sq(x):\n    return abs(x) * 2 if x else 0\n```",  # right on 2 of 4
                  "import os\nos._exit(0)",
                  "    return -x\n",  # HumanEval: continues the prompt
                  "    return x\n"]
-    scores = reward.score(prompts, responses)
+    scores = reward.score(prompts, responses, meta=meta)
     assert scores.reward.dtype == torch.float32
     assert scores.reward.tolist() == [1.0, 0.5, 0.0, 1.0, 0.0]
     assert scores.aspects["passed"].tolist() == [1.0, 0.0, 0.0, 1.0, 0.0]
-    assert [o.task_id for o in reward.last_outcomes] == ["sq", "sq", "sq", "HumanEval/1", "HumanEval/1"]
+    outcomes = scores.extras["outcome"]
+    assert [o["task_id"] for o in outcomes] == ["sq", "sq", "sq", "HumanEval/1", "HumanEval/1"]
+    assert [o["tests_passed"] for o in outcomes] == [4, 2, 0, 2, 0]
+    assert [o["error"] is None for o in outcomes] == [True, False, False, True, False]
     assert reward(prompts[:1], responses[:1]).tolist() == [1.0]  # RewardModel.__call__ gives the tensor
 
 
@@ -51,7 +55,8 @@ def test_time_budget_bounds_one_call():
     reward = ExecutionReward(TASKS, sandbox=sandbox, time_budget_s=1.0, workers=2)
     scores = reward.score([TASKS[0].prompt] * 4, ["while True: pass"] * 3 + ["def sq(x): return x * x"])
     assert scores.reward.tolist() == [0.0, 0.0, 0.0, 0.0]
-    assert [o.status for o in reward.last_outcomes] == ["timeout", "timeout", "budget_exhausted", "budget_exhausted"]
+    assert [o["status"] for o in scores.extras["outcome"]] == ["timeout", "timeout", "budget_exhausted",
+                                                              "budget_exhausted"]
     assert len(sandbox.runs) == 2
     for limits, res in sandbox.runs:
         assert limits.timeout_s <= 1.0 and limits.cpu_seconds < 20  # cut to the budget left

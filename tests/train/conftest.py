@@ -8,18 +8,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import synthetic  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain little from a second thread, and on a shared 2-core machine two OpenMP threads
-    stall each other whenever another process takes a core (measured: steps 2-10x slower). Restored after."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def lang(tmp_path_factory):
     """Synthetic train/held-out pairs, demonstrations, and a tiny Llama whose tokenizer covers them."""

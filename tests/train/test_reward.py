@@ -9,6 +9,7 @@ from rewardgauge.cli import main
 from rewardgauge.data.io import load_pairs
 from rewardgauge.errors import InputError
 from rewardgauge.rewards.hf import HFRewardModel
+from rewardgauge.rewards.pairs import score_pairs
 from rewardgauge.train.reward import RewardTrainConfig, train_reward_model
 
 
@@ -49,14 +50,15 @@ def test_rm_train_learns_the_preference_and_writes_the_run(trained):
 def test_saved_reward_model_scores_like_the_trained_one(trained, lang):
     rm = HFRewardModel.from_pretrained(trained, device="cpu", batch_size=7)
     pairs = load_pairs(lang["heldout"])[:40]
-    chosen, rejected = rm.score_pairs(pairs)
+    both = score_pairs(rm, pairs)
+    chosen, rejected = both.chosen, both.rejected
     assert chosen.reward.shape == (40,) and chosen.aspects is None
     assert (chosen.reward > rejected.reward).float().mean() >= 0.9
     # the same model scoring one at a time (no padding) agrees with the length-sorted batches
     single = torch.stack([rm.score([p.prompt], [p.chosen]).reward[0] for p in pairs[:10]])
     torch.testing.assert_close(single, chosen.reward[:10], atol=1e-5, rtol=1e-5)
     # reloading gives identical scores
-    again = HFRewardModel.from_pretrained(trained, device="cpu", batch_size=64).score_pairs(pairs)[0]
+    again = score_pairs(HFRewardModel.from_pretrained(trained, device="cpu", batch_size=64), pairs).chosen
     torch.testing.assert_close(again.reward, chosen.reward, atol=1e-6, rtol=1e-6)
 
 
@@ -73,7 +75,7 @@ def test_runs_saved_before_the_rename_still_load(trained, tmp_path, lang):
     assert rm.info.max_length == 77 and rm.info.loss == "bt"
     pairs = load_pairs(lang["heldout"])[:8]
     fresh = HFRewardModel.from_pretrained(trained, device="cpu")
-    torch.testing.assert_close(rm.score_pairs(pairs)[0].reward, fresh.score_pairs(pairs)[0].reward)
+    torch.testing.assert_close(score_pairs(rm, pairs).chosen.reward, score_pairs(fresh, pairs).chosen.reward)
 
 
 def test_multi_objective_one_reward_per_aspect_and_weighted_combination(lang, tmp_path):
@@ -85,7 +87,8 @@ def test_multi_objective_one_reward_per_aspect_and_weighted_combination(lang, tm
     rm = HFRewardModel.from_pretrained(out, device="cpu")
     assert rm.model.config.num_labels == 2 and rm.model.config.id2label == {0: "brevity", 1: "tone"}
     pairs = load_pairs(lang["heldout"])[:32]
-    chosen, rejected = rm.score_pairs(pairs)
+    both = score_pairs(rm, pairs)
+    chosen, rejected = both.chosen, both.rejected
     assert set(chosen.aspects) == {"brevity", "tone"}
     torch.testing.assert_close(chosen.reward, 0.2 * chosen.aspects["brevity"] + 0.8 * chosen.aspects["tone"])
     # the tone head learned the tone labels
@@ -109,8 +112,7 @@ def gaps_by_loss(lang, tmp_path_factory):
         result = train_reward_model(_cfg(lang, root / loss, loss=loss, epochs=2, data=data,
                                          eval_data=str(lang["heldout"])))
         assert json.loads((root / loss / "rewardgauge.json").read_text())["loss"] == loss
-        chosen, rejected = HFRewardModel.from_pretrained(root / loss, device="cpu").score_pairs(pairs)
-        gap = chosen.reward - rejected.reward
+        gap = score_pairs(HFRewardModel.from_pretrained(root / loss, device="cpu"), pairs).margins
         out[loss] = {"eval_accuracy": result.last_metrics["eval_accuracy"],
                      **{g: gap[[i for i, p in enumerate(pairs) if p.margin == g]].mean().item() for g in (1, 2, 3)}}
     return out
@@ -142,7 +144,8 @@ def test_reward_centering_pulls_rewards_to_zero(lang, tmp_path):
     def mean_abs_sum(out, **kw):
         train_reward_model(_cfg(lang, out, max_steps=24, **kw))
         pairs = load_pairs(lang["heldout"])[:64]
-        c, r = HFRewardModel.from_pretrained(out, device="cpu").score_pairs(pairs)
+        both = score_pairs(HFRewardModel.from_pretrained(out, device="cpu"), pairs)
+        c, r = both.chosen, both.rejected
         return (c.reward + r.reward).abs().mean().item()
 
     free = mean_abs_sum(tmp_path / "free")
@@ -295,9 +298,10 @@ def test_architecture_without_a_classifier_class_gets_our_head(lang, tmp_path):
     rm = HFRewardModel.from_pretrained(out, device="cpu")
     assert type(rm.model).__name__ == "BackboneRewardModel" and rm.model.config.num_labels == 2
     pairs = load_pairs(lang["heldout"])[:32]
-    chosen, rejected = rm.score_pairs(pairs)
+    both = score_pairs(rm, pairs)
+    chosen, rejected = both.chosen, both.rejected
     assert (chosen.aspects["tone"] > rejected.aspects["tone"]).float().mean() >= 0.8
     with torch.no_grad():  # the reloaded model scores as the trained one did
-        same = HFRewardModel(result.model.eval(), tok, rm.info).score_pairs(pairs)[0]
+        same = score_pairs(HFRewardModel(result.model.eval(), tok, rm.info), pairs).chosen
     torch.testing.assert_close(same.reward, chosen.reward, atol=1e-5, rtol=1e-5)
 

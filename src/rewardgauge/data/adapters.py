@@ -11,7 +11,8 @@ prompt is the longest shared prefix that ends at an ``"\\n\\nAssistant:"`` marke
 transcript is that transcript's response. Records that cannot form a pair are skipped with a reason:
 - ``empty_response``: a final Assistant turn is blank (4 of the 1,156 records of
   ``harmless-base.test.part1-of-2.jsonl``, all on the chosen side);
-- ``identical_responses``: both final turns are the same text (whitespace aside);
+- ``identical_responses``: both final turns are the same text (whitespace, Unicode normalisation and zero-width
+  characters aside: ``same_text``);
 - ``differ_before_last_turn``: the transcripts part before their last turn, so the "responses" would
   contain further Human turns; there is no single prompt for both;
 - ``no_shared_assistant_turn``: the shared prefix holds no ``"\\n\\nAssistant:"`` marker;
@@ -33,6 +34,7 @@ that aspect differ (the higher-rated is chosen, ``aspects={aspect: 1.0}``, ``mar
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections import Counter
@@ -42,7 +44,14 @@ from typing import Any, Literal
 
 from rewardgauge.data.io import iter_rows
 from rewardgauge.data.records import PreferencePair, Prompt
-from rewardgauge.data.validate import RecordChecker, is_finite_number, json_type, select_columns, show
+from rewardgauge.data.validate import (
+    RecordChecker,
+    is_finite_number,
+    json_type,
+    same_text,
+    select_columns,
+    show,
+)
 from rewardgauge.errors import InputError
 
 HH_HUMAN = "\n\nHuman:"
@@ -91,7 +100,7 @@ def split_hh_transcripts(chosen: str, rejected: str) -> tuple[str, str, str]:
     resp_c, resp_r = tail_c.strip(), tail_r.strip()
     if not resp_c or not resp_r:
         raise _Skip("empty_response")
-    if resp_c == resp_r:
+    if same_text(resp_c, resp_r):
         raise _Skip("identical_responses")
     return chosen[:end], resp_c, resp_r
 
@@ -125,6 +134,7 @@ def hh_rlhf_pairs(rows: NumberedRows, *, path: Any = None, prompt_format: Litera
     for line, row in rows:
         check = RecordChecker(path, line, columns)
         row = select_columns(row, ("chosen", "rejected"), columns or {})
+        check.check_values(row)
         chosen = check.text(row, "chosen", required=True)
         rejected = check.text(row, "rejected", required=True)
         try:
@@ -167,8 +177,15 @@ def _rated_responses(row: Mapping[str, Any], check: RecordChecker) -> list[tuple
     return out
 
 
+def _check_gap(check: RecordChecker, gap: float, i: int, j: int) -> None:
+    """A pair's margin must be a finite number (JSON has no Infinity): ratings near 1e308 overflow."""
+    if not math.isfinite(gap):
+        raise check.fail("responses", f"the rating gap between responses {i} and {j} overflows to {gap}; "
+                                      "ratings (and weights) must be ordinary numbers")
+
+
 def _multi_aspect_rows(rows: NumberedRows, path: Any, columns: Mapping[str, str] | None, id_prefix: str):
-    """Validated ``(row_id, prompt, responses, source, meta)`` per row."""
+    """Validated ``(check, row_id, prompt, responses, source, meta)`` per row (``check`` names the row in errors)."""
     for line, raw in rows:
         check = RecordChecker(path, line, columns)
         if columns is None:
@@ -176,10 +193,11 @@ def _multi_aspect_rows(rows: NumberedRows, path: Any, columns: Mapping[str, str]
             row = raw
         else:
             row = select_columns(raw, _MULTI_ASPECT_FIELDS, columns)
+        check.check_values(row)
         prompt = check.prompt(row)
         responses = _rated_responses(row, check)
         row_id = check.ident(row) or f"{id_prefix}{line}"
-        yield row_id, prompt, responses, check.text(row, "source", required=False), check.meta(row)
+        yield check, row_id, prompt, responses, check.text(row, "source", required=False), check.meta(row)
 
 
 def multi_aspect_pairs(rows: NumberedRows, *, path: Any = None, aspects: Sequence[str] | None = None,
@@ -194,7 +212,7 @@ def multi_aspect_pairs(rows: NumberedRows, *, path: Any = None, aspects: Sequenc
     """
     pairs: list[PreferencePair] = []
     skipped: Counter = Counter()
-    for row_id, prompt, responses, row_source, meta in _multi_aspect_rows(rows, path, columns, id_prefix):
+    for check, row_id, prompt, responses, row_source, meta in _multi_aspect_rows(rows, path, columns, id_prefix):
         names = aspects if aspects is not None else sorted({a for _, r in responses for a in r})
         for aspect in names:
             rated = [(i, text, r) for i, (text, r) in enumerate(responses) if aspect in r]
@@ -204,11 +222,12 @@ def multi_aspect_pairs(rows: NumberedRows, *, path: Any = None, aspects: Sequenc
                     if ri[aspect] == rj[aspect]:
                         skipped["tie"] += 1
                         continue
-                    if ti.strip() == tj.strip():
+                    if same_text(ti, tj):
                         skipped["identical_responses"] += 1
                         continue
                     if ri[aspect] < rj[aspect]:
                         (i, ti, ri), (j, tj, rj) = (j, tj, rj), (i, ti, ri)
+                    _check_gap(check, ri[aspect] - rj[aspect], i, j)
                     pairs.append(PreferencePair(
                         prompt=prompt, chosen=ti, rejected=tj, id=f"{row_id}:{aspect}:{i}>{j}",
                         aspects={aspect: 1.0}, margin=ri[aspect] - rj[aspect], source=row_source or source,
@@ -240,7 +259,7 @@ def multi_aspect_overall_pairs(rows: NumberedRows, *, path: Any = None, weights:
     fixed = None if weights is None else _check_weights(weights)
     pairs: list[PreferencePair] = []
     skipped: Counter = Counter()
-    for row_id, prompt, responses, row_source, meta in _multi_aspect_rows(rows, path, columns, id_prefix):
+    for check, row_id, prompt, responses, row_source, meta in _multi_aspect_rows(rows, path, columns, id_prefix):
         w = fixed if fixed is not None else {a: 1.0 for a in sorted({a for _, r in responses for a in r})}
         for i in range(len(responses)):
             for j in range(i + 1, len(responses)):
@@ -249,10 +268,11 @@ def multi_aspect_overall_pairs(rows: NumberedRows, *, path: Any = None, weights:
                     skipped["missing_rating"] += 1
                     continue
                 gap = sum(wa * (ri[a] - rj[a]) for a, wa in w.items() if wa != 0)
+                _check_gap(check, gap, i, j)
                 if gap == 0:
                     skipped["tie"] += 1
                     continue
-                if ti.strip() == tj.strip():
+                if same_text(ti, tj):
                     skipped["identical_responses"] += 1
                     continue
                 c, r = (i, j) if gap > 0 else (j, i)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rewardgauge.errors import InputError
+from rewardgauge.io import check_output
 
 _COLUMNS_HELP = ("column mapping FIELD=COLUMN[,FIELD=COLUMN...] (e.g. chosen=response_a,rejected=response_b); "
                  "with a mapping, unmapped extra columns are ignored instead of rejected")
@@ -58,6 +59,10 @@ class SplitConfig:
         default="pairs", metadata={"help": "record type: preference pairs or SFT demonstrations"})
     columns: dict[str, str] | None = field(default=None, metadata={"help": _COLUMNS_HELP})
     split: str | None = field(default=None, metadata={"help": _SPLIT_HELP})
+
+    def validate(self) -> None:
+        if not 0 <= self.heldout_fraction <= 1:  # NaN fails too; checked again by split_pairs, after loading
+            raise InputError(f"must be a number in [0, 1], got {self.heldout_fraction!r}", field="heldout_fraction")
 
 
 def parse_mapping(text: str, flag: str) -> dict[str, str]:
@@ -121,10 +126,14 @@ def _print_summary(where: str, s: dict[str, Any]) -> None:
 
 
 def _load(kind: str, path: str, columns: dict[str, str] | None, split: str | None) -> list:
+    """The validated records of ``path``; an empty source is bad input too (every later step needs a record)."""
     from rewardgauge.data.io import load_demonstrations, load_pairs
 
     loader = load_pairs if kind == "pairs" else load_demonstrations
-    return loader(path, columns, split=split)
+    records = loader(path, columns, split=split)
+    if not records:
+        raise InputError(f"holds no {'preference pairs' if kind == 'pairs' else 'demonstrations'}", path=path)
+    return records
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -153,6 +162,7 @@ def _convert(args: argparse.Namespace) -> int:
         raise InputError("is a folder; use --format datasets for a datasets folder", path=cfg.input)
     if Path(cfg.out).resolve() == Path(cfg.input).resolve():
         raise InputError("--out must differ from --input", path=cfg.out)
+    check_output(cfg.out, "file")
     skipped: Counter = Counter()
     if cfg.format in ("jsonl", "datasets"):
         pairs = load_pairs(cfg.input, cfg.columns, split=cfg.split)
@@ -162,6 +172,8 @@ def _convert(args: argparse.Namespace) -> int:
     else:
         pairs, skipped = adapters.load_multi_aspect(cfg.input, overall=cfg.overall, weights=cfg.weights,
                                                     aspects=cfg.aspects, columns=cfg.columns, split=cfg.split)
+    if not pairs:
+        raise InputError(f"gives no preference pairs (skipped: {_count_text(skipped)})", path=cfg.input)
     n = save_records(cfg.out, pairs)
     print(f"wrote {n} pairs to {cfg.out} (skipped: {_count_text(skipped)})")
     return 0
@@ -169,16 +181,15 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _split(args: argparse.Namespace) -> int:
     from rewardgauge.data.splits import prompt_key, split_pairs
-    from rewardgauge.io import atomic_path
+    from rewardgauge.io import atomic_path, output_lock
 
     cfg: SplitConfig = _config(SplitConfig, args)
+    out = check_output(cfg.out_dir, "dir", field="out_dir")
     records = _load(cfg.kind, cfg.input, cfg.columns, cfg.split)
     train, heldout = split_pairs(records, cfg.heldout_fraction, cfg.seed)
-    out = Path(cfg.out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError("exists and is not a folder", path=out)
-    # Both files appear together or neither does: each is written to a temp file, renamed at the end.
-    with contextlib.ExitStack() as stack:
+    # Both files appear together or neither does: each is written to a temp file, renamed at the end; the
+    # lock keeps a concurrent split from pairing its train.jsonl with our heldout.jsonl.
+    with output_lock(out), contextlib.ExitStack() as stack:
         for name, part in (("train", train), ("heldout", heldout)):
             tmp = stack.enter_context(atomic_path(out / f"{name}.jsonl"))
             with open(tmp, "w", encoding="utf-8") as f:

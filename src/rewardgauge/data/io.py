@@ -11,7 +11,6 @@ For ``datasets`` sources, error lines are the row index + 1. Nothing is download
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -21,7 +20,7 @@ from typing import Any, TypeVar
 from rewardgauge.data.records import Demonstration, PreferencePair
 from rewardgauge.data.validate import demonstration_from_dict, pair_from_dict
 from rewardgauge.errors import InputError
-from rewardgauge.io import iter_jsonl, write_jsonl_atomic
+from rewardgauge.io import iter_jsonl, parse_json, write_jsonl_atomic
 
 R = TypeVar("R")
 
@@ -103,11 +102,10 @@ def _iter_load_dataset(path: Path, split: str | None) -> Iterator[tuple[int, dic
 
 def _iter_json_array(path: Path) -> Iterator[tuple[int, dict]]:
     try:
-        rows = json.loads(path.read_bytes().decode("utf-8"))
+        text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise InputError(f"invalid UTF-8 at byte {e.start}", path=path) from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", path=path, line=e.lineno) from None
+    rows = parse_json(text, path)
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise InputError(f"expected a JSON object, got {type(row).__name__}", path=path, line=i + 1)

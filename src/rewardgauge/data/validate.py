@@ -4,7 +4,8 @@ print one line and exit 2.
 
 Rules (a record is either a ``PreferencePair`` or a ``Demonstration``):
 - ``prompt``: a non-blank string, or a non-empty list of chat messages ``{"role": str, "content": str}``.
-- ``chosen`` / ``rejected`` / ``response``: non-blank strings; ``chosen`` and ``rejected`` must differ.
+- ``chosen`` / ``rejected`` / ``response``: non-blank strings; ``chosen`` and ``rejected`` must differ, also
+  after Unicode NFC normalisation and removal of zero-width characters (``same_text``).
 - ``votes``: non-empty list of 0/1 integers (1 = the annotator preferred ``chosen``).
 - ``vote_fraction``: a number in [0, 1]; when ``votes`` is also given it must equal their mean (within 1e-3,
   so rounded fractions pass).
@@ -13,6 +14,9 @@ Rules (a record is either a ``PreferencePair`` or a ``Demonstration``):
 - ``margin``: a finite number. ``difficulty``: one of easy / medium / hard. ``id``: string (an integer is
   accepted and turned into a string). ``source``: string. ``meta``: object.
 - ``null`` for an optional field means "not set" (``datasets`` fills absent columns with nulls).
+- Everywhere in a record, ``meta`` included (``check_values``): no lone surrogate (``"\\ud800"`` parses from
+  JSON but is not Unicode and cannot be written as UTF-8), no NaN or infinity (not JSON numbers; they would be
+  written back as bare ``NaN``), nesting at most ``MAX_DEPTH`` levels.
 - Keys that are not fields are an error (a typo guard: ``vote`` instead of ``votes`` would otherwise be lost
   silently) unless a column mapping is given, in which case only the mapped / same-named columns are read.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +38,29 @@ DEMONSTRATION_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields
 
 # Soft labels are often written rounded (0.333); a larger gap means votes and fraction disagree.
 _FRACTION_TOLERANCE = 1e-3
+# Deeper nesting is refused: no record needs it, and deep structures exhaust recursion in JSON writers.
+MAX_DEPTH = 100
+# Characters that render as nothing (zero-width space, non-joiner, joiner, word joiner, BOM).
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+
+def same_text(a: str, b: str) -> bool:
+    """Whether two responses are the same text for a reader: equal after NFC normalisation (an accent as one
+    code point or as a letter plus a combining mark), removal of zero-width characters, and outer whitespace."""
+    def canonical(text: str) -> str:
+        return unicodedata.normalize("NFC", text.translate(_ZERO_WIDTH)).strip()
+    return canonical(a) == canonical(b)
+
+
+def lone_surrogate(text: str) -> int | None:
+    """Index of the first lone surrogate in ``text`` (JSON's ``"\\ud800"``), or None when it is valid Unicode."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return e.start
+    return None
 
 
 def json_type(value: Any) -> str:
@@ -81,6 +109,31 @@ class RecordChecker:
             field = source + field[len(root):]
             message = f"{message} (column mapped to '{root}')"
         return InputError(message, path=self.path, line=self.line, field=field)
+
+    def check_values(self, obj: Mapping) -> None:
+        """Every value of ``obj`` however deep (keys too): strings valid Unicode, numbers finite, nesting at
+        most ``MAX_DEPTH``. Walks with a stack, not recursion, so depth cannot exhaust Python's stack."""
+        stack: list[tuple[str, Any, int]] = [(str(k), v, 1) for k, v in reversed(list(obj.items()))]
+        while stack:
+            where, value, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                top = where.split("[", 1)[0].split(".", 2)
+                raise self.fail(".".join(top[:2]), f"is nested more than {MAX_DEPTH} levels deep")
+            if isinstance(value, str):
+                at = lone_surrogate(value)
+                if at is not None:
+                    raise self.fail(where, f"has a lone surrogate U+{ord(value[at]):04X} at character {at} "
+                                           "(not valid Unicode text; it cannot be written as UTF-8)")
+            elif isinstance(value, float) and not math.isfinite(value):
+                raise self.fail(where, f"is {value}, which is not a JSON number; use null or a finite number")
+            elif isinstance(value, Mapping):
+                for key, item in reversed(list(value.items())):
+                    key = str(key)
+                    if lone_surrogate(key) is not None:
+                        raise self.fail(where, f"has a key with a lone surrogate: {show(key)}")
+                    stack.append((f"{where}.{key}", item, depth + 1))
+            elif isinstance(value, (list, tuple)):
+                stack.extend((f"{where}[{i}]", item, depth + 1) for i, item in reversed(list(enumerate(value))))
 
     def text(self, obj: Mapping, name: str, required: bool, field: str | None = None) -> str | None:
         """``obj[name]`` as a string (non-blank when required); ``field`` names it in errors."""
@@ -174,11 +227,13 @@ def pair_from_dict(obj: Mapping[str, Any], *, path: Any = None, line: int | None
         check.unknown_keys(obj, PAIR_FIELDS)
     else:
         obj = select_columns(obj, PAIR_FIELDS, columns)
+    check.check_values(obj)
     prompt = check.prompt(obj)
     chosen = check.text(obj, "chosen", required=True)
     rejected = check.text(obj, "rejected", required=True)
-    if chosen.strip() == rejected.strip():
-        raise check.fail("rejected", "is the same text as 'chosen'; a pair needs two different responses")
+    if same_text(chosen, rejected):
+        raise check.fail("rejected", "is the same text as 'chosen' (up to Unicode normalisation and zero-width "
+                                     "characters); a pair needs two different responses")
 
     votes = obj.get("votes")
     if votes is not None:
@@ -253,6 +308,7 @@ def demonstration_from_dict(obj: Mapping[str, Any], *, path: Any = None, line: i
         check.unknown_keys(obj, DEMONSTRATION_FIELDS)
     else:
         obj = select_columns(obj, DEMONSTRATION_FIELDS, columns)
+    check.check_values(obj)
     return Demonstration(
         prompt=check.prompt(obj), response=check.text(obj, "response", required=True), id=check.ident(obj),
         source=check.text(obj, "source", required=False) or "", meta=check.meta(obj))

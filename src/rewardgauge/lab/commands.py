@@ -30,10 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from rewardgauge.lab.dataset import LabDataConfig, generate
+    from rewardgauge.io import check_output, output_lock
+    from rewardgauge.lab.dataset import LabDataConfig, check_replaceable, generate
 
     cfg = config_from_args(LabDataConfig, args)
-    summary = generate(cfg)
+    check_replaceable(check_output(cfg.out, "dir"))
+    with output_lock(cfg.out):  # from the start: a second run into the same folder stops at once
+        summary = generate(cfg)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, sort_keys=True))
     return 0
 
@@ -44,6 +47,8 @@ def _gold(args: argparse.Namespace) -> int:
     from rewardgauge.lab.gold import LanguageError, analyse
 
     for line, row in iter_jsonl(args.file):
+        if not isinstance(row.get("prompt"), str):
+            raise InputError("must be the prompt's text", path=args.file, line=line, field="prompt")
         out = {}
         for key in ("response", "chosen", "rejected"):
             if key in row:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,8 +60,11 @@ class LabDataConfig:
         if self.pool not in PRESETS:
             raise ValueError(f"pool must be one of {list(PRESETS)}, got '{self.pool}'")
         unknown = set(self.families) - set(FAMILIES)
-        if unknown or not self.families or any(w < 0 for w in self.families.values()):
-            raise ValueError(f"families must map some of {list(FAMILIES)} to weights >= 0")
+        weights = list(self.families.values())
+        if unknown or not any(w > 0 for w in weights) or not all(0 <= w < math.inf for w in weights):
+            raise ValueError(f"families must map some of {list(FAMILIES)} to finite weights >= 0, one of them > 0")
+        if not 0 <= self.share_style <= 1:
+            raise ValueError(f"share_style is a probability in [0, 1], got {self.share_style}")
         if self.votes < 1 or self.annotators < self.votes:
             raise ValueError("need votes >= 1 and annotators >= votes")
         if min(self.pairs, self.heldout_pairs, self.demos, self.rl_prompts) < 0:
@@ -128,12 +132,18 @@ def _label_pair(prompt: str, a_text: str, b_text: str, voters: list[Annotator], 
     return pair, gap
 
 
+def check_replaceable(out: str | Path) -> None:
+    """``out`` may receive a lab dataset: it is absent, empty, or an earlier lab dataset (which is replaced)."""
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "world.json").exists():
+        raise InputError("refusing to replace a non-empty folder that is not a lab dataset", path=out)
+
+
 def generate(cfg: LabDataConfig, progress: bool = True) -> dict:
     """Generate every lab file into ``cfg.out`` (atomically) and return a summary."""
     cfg.validate()
     out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()) and not (out / "world.json").exists():
-        raise InputError("refusing to replace a non-empty folder that is not a lab dataset", path=out)
+    check_replaceable(out)
     pool = make_pool(cfg.annotators, cfg.seed, cfg.pool)
     # The output path is left out so that the same seed gives byte-identical files wherever they are written.
     summary: dict = {"config": {k: v for k, v in asdict(cfg).items() if k != "out"}, "files": {}}

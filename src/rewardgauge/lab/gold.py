@@ -27,30 +27,11 @@ from dataclasses import dataclass, field
 import torch
 
 from rewardgauge.lab import language as L
-from rewardgauge.lab.world import arithmetic_steps
+from rewardgauge.lab.language import LanguageError, PromptInfo, parse_prompt, split_sentences
 from rewardgauge.rewards.base import RewardModel, Scores
 
 DIMENSIONS = ("correctness", "honesty", "safety", "helpfulness", "concision")
 FILLER_COST = 0.04
-
-
-class LanguageError(ValueError):
-    """Text that is not in the lab language."""
-
-
-@dataclass(frozen=True)
-class PromptInfo:
-    family: str
-    text: str
-    expr: list[str] | None = None           # arithmetic: ["7", "+", "5", "*", "3"]
-    subject: str | None = None              # premise: "7 + 5" or "capital of france"
-    claimed_value: str | None = None
-    true_value: str | None = None
-    claim_true: bool | None = None
-    attribute: str | None = None            # premise / open: capital | language | continent (None: arithmetic / tell me about)
-    entity: str | None = None
-    request: str | None = None              # safety
-    safety_class: str | None = None
 
 
 @dataclass
@@ -82,99 +63,7 @@ class Analysis:
                 "agrees": self.agrees, "complies": self.complies, "refuses": self.refuses}
 
 
-# --- prompts -----------------------------------------------------------------------------------------------
-
-def _is_int(tok: str) -> bool:
-    return tok.isdigit()
-
-
-def claim_text(subject: str, value: str) -> str:
-    """Render a claim: ``7 + 5 is 12`` or, for a fact subject ``capital of france``, its fact sentence."""
-    if subject[0].isdigit():
-        return f"{subject} is {value}"
-    attribute, entity = subject.split(" of ")
-    return L.fact_sentence(entity, attribute, value)[:-2]
-
-
-def _split_claim(claim: list[str]) -> tuple[str, str]:
-    """claim tokens -> (subject, claimed value); subject is ``a op b`` or ``<attribute> of <entity>``."""
-    if len(claim) == 5 and _is_int(claim[0]) and claim[1] in L.OPS and _is_int(claim[2]) and claim[3] == "is" \
-            and _is_int(claim[4]):
-        return " ".join(claim[:3]), claim[4]
-    parsed = _parse_fact(claim)
-    if parsed is None:
-        raise LanguageError(f"not a claim in the lab language: '{' '.join(claim)}'")
-    entity, attribute, value = parsed
-    return f"{attribute} of {entity}", value
-
-
-def _parse_fact(tokens: list[str]) -> tuple[str, str, str] | None:
-    """``the capital of X is V`` | ``people in X speak V`` | ``X is in V`` -> (entity, attribute, value)."""
-    t = tokens
-    if len(t) == 6 and t[:3] == ["the", "capital", "of"] and t[4] == "is" and t[3] in L.FACTS:
-        return t[3], "capital", t[5]
-    if len(t) == 5 and t[:2] == ["people", "in"] and t[3] == "speak" and t[2] in L.FACTS:
-        return t[2], "language", t[4]
-    if len(t) == 4 and t[1:3] == ["is", "in"] and t[0] in L.FACTS:
-        return t[0], "continent", t[3]
-    return None
-
-
-def parse_prompt(prompt: str) -> PromptInfo:
-    """Read a lab prompt; raise LanguageError for anything else."""
-    if not isinstance(prompt, str):
-        raise LanguageError("lab prompts are plain text")
-    t = prompt.split()
-    if len(t) >= 5 and t[0] == "compute" and t[-1] == ".":
-        expr = t[1:-1]
-        ok = len(expr) in (3, 5) and all(_is_int(x) for x in expr[0::2]) and all(o in L.OPS for o in expr[1::2])
-        if ok:
-            return PromptInfo("arithmetic", prompt, expr=expr)
-    if len(t) >= 6 and t[:2] == ["i", "think"] and t[-3:] == [".", "right", "?"]:
-        subject, claimed = _split_claim(t[2:-3])
-        attribute = entity = None
-        if subject[0].isdigit():
-            a, op, b = subject.split()
-            true_value = str(int(a) + int(b) if op == "+" else int(a) * int(b))
-        else:
-            attribute, entity = subject.split(" of ")
-            true_value = L.FACTS[entity][L.ATTRIBUTES.index(attribute)]
-        return PromptInfo("premise", prompt, subject=subject, claimed_value=claimed, true_value=true_value,
-                          claim_true=claimed == true_value, attribute=attribute, entity=entity)
-    for template in ("how do i {} ?", "please tell me how to {} .", "can you explain how to {} ?"):
-        head, tail = template.split("{}")
-        if prompt.startswith(head) and prompt.endswith(tail):
-            request = prompt[len(head):len(prompt) - len(tail)]
-            try:
-                cls = L.safety_class(request)
-            except KeyError:
-                break
-            return PromptInfo("safety", prompt, request=request, safety_class=cls)
-    open_forms = {("what", "is", "the", "capital", "of"): "capital", ("where", "is"): "continent",
-                  ("tell", "me", "about"): None}
-    for head, attribute in open_forms.items():
-        n = len(head)
-        if tuple(t[:n]) == head and len(t) == n + 2 and t[n] in L.FACTS and t[-1] in ("?", "."):
-            return PromptInfo("open", prompt, entity=t[n], attribute=attribute)
-    if len(t) == 8 and t[:5] == ["what", "language", "do", "people", "in"] and t[5] in L.FACTS and t[6:] == [
-            "speak", "?"]:
-        return PromptInfo("open", prompt, entity=t[5], attribute="language")
-    raise LanguageError(f"not a lab prompt: '{prompt}'")
-
-
 # --- responses ---------------------------------------------------------------------------------------------
-
-def _sentences(tokens: list[str]) -> list[list[str]]:
-    out, cur = [], []
-    for tok in tokens:
-        cur.append(tok)
-        if tok in (".", "!", "?"):
-            out.append(cur)
-            cur = []
-    if cur:
-        out.append(cur)
-    return out
-
 
 _OPENERS = {tuple(o.split()) for o in L.OPENERS}
 _FILLERS = {tuple(f.split()) for f in L.FILLER_SENTENCES}
@@ -192,9 +81,9 @@ def analyse(prompt: str | PromptInfo, response: str, strict: bool = True) -> Ana
     tokens = response.split()
     a = Analysis(family=info.family, n_tokens=len(tokens))
     content: list[list[str]] = []
-    for sent in _sentences(tokens):
+    for sent in split_sentences(tokens):
         s = list(sent)
-        if len(s) >= 2 and _is_int(s[0]) and s[1] == ")":
+        if len(s) >= 2 and s[0].isdigit() and s[1] == ")":
             a.numbered_list = True
             s = s[2:]
         if tuple(s) in _OPENERS:
@@ -223,14 +112,13 @@ def analyse(prompt: str | PromptInfo, response: str, strict: bool = True) -> Ana
 
 
 def _score_arithmetic(info: PromptInfo, content: list[list[str]], a: Analysis) -> list[list[str]]:
-    truth_steps = arithmetic_steps(info.expr)
+    truth_steps = L.arithmetic_steps(info.expr)
     answer, junk = None, []
     for s in content:
-        if len(s) == 6 and _is_int(s[0]) and s[1] in L.OPS and _is_int(s[2]) and s[3] == "=" and _is_int(s[4]) \
+        if len(s) == 6 and s[0].isdigit() and s[1] in L.OPS and s[2].isdigit() and s[3] == "=" and s[4].isdigit() \
                 and s[5] == ".":
-            x, y, z = int(s[0]), int(s[2]), int(s[4])
-            a.step_correct.append((x + y if s[1] == "+" else x * y) == z)
-        elif len(s) == 3 and s[0] == "answer" and _is_int(s[1]) and s[2] == ".":
+            a.step_correct.append(L.apply_op(int(s[0]), s[1], int(s[2])) == int(s[4]))
+        elif len(s) == 3 and s[0] == "answer" and s[1].isdigit() and s[2] == ".":
             answer = int(s[1])
         else:
             junk.append(s)
@@ -262,7 +150,7 @@ def _score_premise(info: PromptInfo, content: list[list[str]], a: Analysis) -> l
             junk.append(s)
             continue
         try:
-            subject, value = _split_claim(s[:-1])
+            subject, value = L.split_claim(s[:-1])
         except LanguageError:
             junk.append(s)
             continue
@@ -310,7 +198,7 @@ def _score_open(info: PromptInfo, content: list[list[str]], a: Analysis) -> list
     truth = dict(zip(L.ATTRIBUTES, L.FACTS[info.entity]))
     asked, right, wrong, junk = None, set(), 0, []
     for s in content:
-        parsed = _parse_fact(s[:-1]) if s[-1:] == ["."] else None
+        parsed = L.parse_fact(s[:-1]) if s[-1:] == ["."] else None
         if parsed is None or parsed[2] not in L.attribute_values(parsed[1]):
             junk.append(s)
             continue
@@ -354,8 +242,17 @@ class GoldReward(RewardModel):
     def __init__(self, strict: bool = True):
         self.strict = strict
 
-    def _score(self, prompts: Sequence[str], responses: Sequence[str]) -> Scores:
+    def score_batch(self, prompts: Sequence[str], responses: Sequence[str], meta: Sequence[dict]) -> Scores:
         analyses = [analyse(p, r, strict=self.strict) for p, r in zip(prompts, responses)]
         reward = torch.tensor([x.utility for x in analyses], dtype=torch.float32)
         aspects = {d: torch.tensor([x.dims[d] for x in analyses], dtype=torch.float32) for d in DIMENSIONS}
         return Scores(reward=reward, aspects=aspects)
+
+
+def load_gold_reward(device: str | None = None, batch_size: int | None = None) -> GoldReward:
+    """The named reward ``lab-gold`` (an entry point in pyproject.toml, loaded by ``load_reward_model``).
+
+    Lenient, so that text outside the language is scored rather than fatal; plain Python, so ``device`` and
+    ``batch_size`` do not apply.
+    """
+    return GoldReward(strict=False)

@@ -1,10 +1,19 @@
 """The lab language: words are space-separated tokens (numbers and punctuation included).
 
-This module holds the fixed vocabularies — fact table, safety requests, style phrases — that prompts and
-responses are built from and that the gold parser recognises.
+This module is the language's one home: the fixed vocabularies (fact table, safety requests, style phrases),
+the prompt templates, arithmetic evaluation, sentence splitting, and reading a prompt back
+(``parse_prompt``). The world (``world.py``) writes text with it; the gold reward (``gold.py``) reads text
+with it; neither imports the other.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class LanguageError(ValueError):
+    """Text that is not in the lab language."""
+
 
 # --- open questions: a small fact table -------------------------------------------------------------------
 # entity -> (capital, language, continent)
@@ -34,6 +43,18 @@ def fact_sentence(entity: str, attribute: str, value: str) -> str:
     if attribute == "language":
         return f"people in {entity} speak {value} ."
     return f"{entity} is in {value} ."
+
+
+def parse_fact(tokens: list[str]) -> tuple[str, str, str] | None:
+    """``the capital of X is V`` | ``people in X speak V`` | ``X is in V`` -> (entity, attribute, value)."""
+    t = tokens
+    if len(t) == 6 and t[:3] == ["the", "capital", "of"] and t[4] == "is" and t[3] in FACTS:
+        return t[3], "capital", t[5]
+    if len(t) == 5 and t[:2] == ["people", "in"] and t[3] == "speak" and t[2] in FACTS:
+        return t[2], "language", t[4]
+    if len(t) == 4 and t[1:3] == ["is", "in"] and t[0] in FACTS:
+        return t[0], "continent", t[3]
+    return None
 
 
 def attribute_values(attribute: str) -> list[str]:
@@ -103,3 +124,160 @@ HEDGES = ("it is worth noting that", "in general ,", "to be honest ,", "as you m
 OPS = ("+", "*")
 MAX_OPERAND = 4
 MAX_NUMBER = 20
+
+
+# --- arithmetic --------------------------------------------------------------------------------------------
+
+def apply_op(x: int, op: str, y: int) -> int:
+    return x + y if op == "+" else x * y
+
+
+def arithmetic_steps(expr: list[str], slip: tuple[int, int] | None = None) -> list[tuple[int, str, int, int]]:
+    """The step chain for ``a op b [op c]`` with * before +: [(x, op, y, x op y), ...].
+
+    ``slip=(k, z)`` replaces step k's result by z and carries it forward, as a careless solver would.
+    """
+    nums = [int(t) for t in expr[0::2]]
+    ops = expr[1::2]
+
+    def result(k: int, x: int, op: str, y: int) -> int:
+        return slip[1] if slip is not None and slip[0] == k else apply_op(x, op, y)
+
+    if len(ops) == 1:
+        return [(nums[0], ops[0], nums[1], result(0, nums[0], ops[0], nums[1]))]
+    a, b, c = nums
+    if ops[0] == "+" and ops[1] == "*":  # a + b * c: multiply first
+        x = result(0, b, "*", c)
+        return [(b, "*", c, x), (a, "+", x, result(1, a, "+", x))]
+    x = result(0, a, ops[0], b)
+    return [(a, ops[0], b, x), (x, ops[1], c, result(1, x, ops[1], c))]
+
+
+# --- sentences and claims ----------------------------------------------------------------------------------
+
+SENTENCE_ENDS = (".", "!", "?")
+
+
+def split_sentences(tokens: list[str]) -> list[list[str]]:
+    """Tokens -> sentences, each ending with its end mark (a last sentence without one is kept as it is)."""
+    out, cur = [], []
+    for tok in tokens:
+        cur.append(tok)
+        if tok in SENTENCE_ENDS:
+            out.append(cur)
+            cur = []
+    if cur:
+        out.append(cur)
+    return out
+
+
+def claim_text(subject: str, value: str) -> str:
+    """Render a claim: ``7 + 5 is 12`` or, for a fact subject ``capital of france``, its fact sentence."""
+    if subject[0].isdigit():
+        return f"{subject} is {value}"
+    attribute, entity = subject.split(" of ")
+    return fact_sentence(entity, attribute, value)[:-2]
+
+
+def split_claim(claim: list[str]) -> tuple[str, str]:
+    """claim tokens -> (subject, claimed value); subject is ``a op b`` or ``<attribute> of <entity>``."""
+    if len(claim) == 5 and claim[0].isdigit() and claim[1] in OPS and claim[2].isdigit() and claim[3] == "is" \
+            and claim[4].isdigit():
+        return " ".join(claim[:3]), claim[4]
+    parsed = parse_fact(claim)
+    if parsed is None:
+        raise LanguageError(f"not a claim in the lab language: '{' '.join(claim)}'")
+    entity, attribute, value = parsed
+    return f"{attribute} of {entity}", value
+
+
+# --- prompts: one template per form, used both to write prompts and to read them back -----------------------
+
+ARITHMETIC_TEMPLATE = "compute {} ."
+PREMISE_TEMPLATE = "i think {} . right ?"
+SAFETY_TEMPLATES = ("how do i {} ?", "please tell me how to {} .", "can you explain how to {} ?")
+OPEN_TEMPLATES = {
+    "capital": "what is the capital of {} ?",
+    "language": "what language do people in {} speak ?",
+    "continent": "where is {} ?",
+    None: "tell me about {} .",
+}
+RESTATE_TEMPLATES = {
+    "arithmetic": "you asked to compute {} .",
+    "premise": "you asked whether {} .",
+    "safety": "you asked how to {} .",
+    "open": "you asked about {} .",
+}
+
+
+def _slot(template: str, tokens: list[str]) -> list[str] | None:
+    """The tokens that fill the template's ``{}`` in ``tokens``, or None when they do not fit the template."""
+    head, tail = (part.split() for part in template.split("{}"))
+    n = len(tokens) - len(head) - len(tail)
+    if n < 1 or tokens[:len(head)] != head or tokens[len(head) + n:] != tail:
+        return None
+    return tokens[len(head):len(head) + n]
+
+
+@dataclass(frozen=True)
+class PromptInfo:
+    family: str
+    text: str
+    expr: list[str] | None = None           # arithmetic: ["7", "+", "5", "*", "3"]
+    subject: str | None = None              # premise: "7 + 5" or "capital of france"
+    claimed_value: str | None = None
+    true_value: str | None = None
+    claim_true: bool | None = None
+    attribute: str | None = None            # premise / open: capital | language | continent (None: arithmetic / tell me about)
+    entity: str | None = None
+    request: str | None = None              # safety
+    safety_class: str | None = None
+
+
+def parse_prompt(prompt: str) -> PromptInfo:
+    """Read a lab prompt; raise LanguageError for anything else."""
+    if not isinstance(prompt, str):
+        raise LanguageError("lab prompts are plain text")
+    t = prompt.split()
+    expr = _slot(ARITHMETIC_TEMPLATE, t)
+    if expr is not None and len(expr) in (3, 5) and all(x.isdigit() for x in expr[0::2]) \
+            and all(o in OPS for o in expr[1::2]):
+        return PromptInfo("arithmetic", prompt, expr=expr)
+    claim = _slot(PREMISE_TEMPLATE, t)
+    if claim is not None:
+        subject, claimed = split_claim(claim)
+        attribute = entity = None
+        if subject[0].isdigit():
+            a, op, b = subject.split()
+            true_value = str(apply_op(int(a), op, int(b)))
+        else:
+            attribute, entity = subject.split(" of ")
+            true_value = FACTS[entity][ATTRIBUTES.index(attribute)]
+        return PromptInfo("premise", prompt, subject=subject, claimed_value=claimed, true_value=true_value,
+                          claim_true=claimed == true_value, attribute=attribute, entity=entity)
+    for template in SAFETY_TEMPLATES:
+        request = _slot(template, t)
+        if request is not None:
+            try:
+                cls = safety_class(" ".join(request))
+            except KeyError:
+                break
+            return PromptInfo("safety", prompt, request=" ".join(request), safety_class=cls)
+    for attribute, template in OPEN_TEMPLATES.items():
+        entity = _slot(template, t)
+        if entity is not None and len(entity) == 1 and entity[0] in FACTS:
+            return PromptInfo("open", prompt, entity=entity[0], attribute=attribute)
+    raise LanguageError(f"not a lab prompt: '{prompt}'")
+
+
+def restatement(info: PromptInfo) -> str:
+    """A restatement of the question (style: gold-neutral)."""
+    if info.family == "arithmetic":
+        slot = " ".join(info.expr)
+    elif info.family == "premise":
+        slot = claim_text(info.subject, info.claimed_value)
+    elif info.family == "safety":
+        slot = info.request
+    else:
+        slot = info.entity
+    return RESTATE_TEMPLATES[info.family].format(slot)

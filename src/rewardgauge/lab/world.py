@@ -3,6 +3,7 @@
 ``sample_prompt`` draws a prompt of a family; ``sample_response`` draws a response whose content quality and
 surface style vary (``ContentMix`` / ``StyleRates`` set how), rendered as plain lab-language text. Nothing here
 scores anything: the gold reward (``gold.py``) reads the text back, so the text is the single source of truth.
+Both write and read through ``language.py`` (templates, arithmetic, claims), and neither imports the other.
 """
 
 from __future__ import annotations
@@ -11,36 +12,12 @@ import random
 from dataclasses import dataclass
 
 from rewardgauge.lab import language as L
+from rewardgauge.lab.language import arithmetic_steps
 
 FAMILIES = ("arithmetic", "premise", "safety", "open")
 
 
 # --- prompts -----------------------------------------------------------------------------------------------
-
-def arithmetic_steps(expr: list[str], slip: tuple[int, int] | None = None) -> list[tuple[int, str, int, int]]:
-    """The step chain for ``a op b [op c]`` with * before +: [(x, op, y, x op y), ...].
-
-    ``slip=(k, z)`` replaces step k's result by z and carries it forward, as a careless solver would.
-    """
-    nums = [int(t) for t in expr[0::2]]
-    ops = expr[1::2]
-
-    def result(k: int, x: int, op: str, y: int) -> int:
-        return slip[1] if slip is not None and slip[0] == k else _apply(x, op, y)
-
-    if len(ops) == 1:
-        return [(nums[0], ops[0], nums[1], result(0, nums[0], ops[0], nums[1]))]
-    a, b, c = nums
-    if ops[0] == "+" and ops[1] == "*":  # a + b * c: multiply first
-        x = result(0, b, "*", c)
-        return [(b, "*", c, x), (a, "+", x, result(1, a, "+", x))]
-    x = result(0, a, ops[0], b)
-    return [(a, ops[0], b, x), (x, ops[1], c, result(1, x, ops[1], c))]
-
-
-def _apply(x: int, op: str, y: int) -> int:
-    return x + y if op == "+" else x * y
-
 
 def sample_arithmetic_prompt(rng: random.Random) -> str:
     while True:
@@ -50,7 +27,7 @@ def sample_arithmetic_prompt(rng: random.Random) -> str:
             expr += [rng.choice(L.OPS), str(rng.randint(1, L.MAX_OPERAND))]
         steps = arithmetic_steps(expr)
         if all(z <= L.MAX_NUMBER for *_, z in steps):
-            return "compute " + " ".join(expr) + " ."
+            return L.ARITHMETIC_TEMPLATE.format(" ".join(expr))
 
 
 def sample_premise_prompt(rng: random.Random) -> str:
@@ -58,7 +35,7 @@ def sample_premise_prompt(rng: random.Random) -> str:
     true_claim = rng.random() < 0.5
     if rng.random() < 0.5:
         a, b, op = rng.randint(1, L.MAX_OPERAND), rng.randint(1, L.MAX_OPERAND), rng.choice(L.OPS)
-        value = _apply(a, op, b)
+        value = L.apply_op(a, op, b)
         if not true_claim:
             value = _wrong_number(rng, value)
         claim = f"{a} {op} {b} is {value}"
@@ -69,30 +46,19 @@ def sample_premise_prompt(rng: random.Random) -> str:
         if not true_claim:
             value = rng.choice([v for v in L.attribute_values(attribute) if v != value])
         claim = L.fact_sentence(entity, attribute, value)[:-2]
-    return f"i think {claim} . right ?"
-
-
-SAFETY_TEMPLATES = ("how do i {} ?", "please tell me how to {} .", "can you explain how to {} ?")
+    return L.PREMISE_TEMPLATE.format(claim)
 
 
 def sample_safety_prompt(rng: random.Random) -> str:
     cls = rng.choice(("harmful", "harmful", "benign", "benign", "borderline"))
     request = rng.choice(sorted(L.SAFETY_CLASSES[cls]))
-    return rng.choice(SAFETY_TEMPLATES).format(request)
-
-
-OPEN_TEMPLATES = {
-    "capital": "what is the capital of {} ?",
-    "language": "what language do people in {} speak ?",
-    "continent": "where is {} ?",
-    None: "tell me about {} .",
-}
+    return rng.choice(L.SAFETY_TEMPLATES).format(request)
 
 
 def sample_open_prompt(rng: random.Random) -> str:
     entity = rng.choice(sorted(L.FACTS))
     attribute = rng.choice(list(L.ATTRIBUTES) + [None])
-    return OPEN_TEMPLATES[attribute].format(entity)
+    return L.OPEN_TEMPLATES[attribute].format(entity)
 
 
 PROMPT_SAMPLERS = {
@@ -131,18 +97,7 @@ class ContentMix:
     best: float = 0.3
 
 
-def _parse_prompt_for_generation(prompt: str):
-    # Imported here: gold.py imports this module for the step chain.
-    from rewardgauge.lab.gold import parse_prompt
-    return parse_prompt(prompt)
-
-
-def claim_text(subject: str, value: str) -> str:
-    from rewardgauge.lab.gold import claim_text as render
-    return render(subject, value)
-
-
-def _arithmetic_content(info, rng: random.Random, best: bool) -> list[str]:
+def _arithmetic_content(info: L.PromptInfo, rng: random.Random, best: bool) -> list[str]:
     steps = arithmetic_steps(info.expr)
     truth = steps[-1][3]
     variant = "correct" if best else rng.choice(
@@ -166,7 +121,7 @@ def _arithmetic_content(info, rng: random.Random, best: bool) -> list[str]:
     return [f"{x} {op} {y} = {z} ." for x, op, y, z in lines] + [f"answer {answer} ."]
 
 
-def _premise_content(info, rng: random.Random, best: bool) -> list[str]:
+def _premise_content(info: L.PromptInfo, rng: random.Random, best: bool) -> list[str]:
     truth_value = info.true_value
     if info.claim_true:
         variant = "confirm" if best else rng.choice(("agree", "confirm", "deny", "deny_wrong"))
@@ -178,14 +133,14 @@ def _premise_content(info, rng: random.Random, best: bool) -> list[str]:
     if variant == "deny":
         return [L.DISAGREE]
     if variant in ("confirm", "agree_restate"):
-        return [f"yes , {claim_text(info.subject, info.claimed_value)} ."]
+        return [f"yes , {L.claim_text(info.subject, info.claimed_value)} ."]
     if variant == "correct":
-        return [f"no , {claim_text(info.subject, truth_value)} ."]
+        return [f"no , {L.claim_text(info.subject, truth_value)} ."]
     wrong = _wrong_value(info, rng)
-    return [f"no , {claim_text(info.subject, wrong)} ."]
+    return [f"no , {L.claim_text(info.subject, wrong)} ."]
 
 
-def _wrong_value(info, rng: random.Random) -> str:
+def _wrong_value(info: L.PromptInfo, rng: random.Random) -> str:
     if info.attribute is None:  # arithmetic claim
         avoid = {int(info.true_value), int(info.claimed_value)}
         while True:
@@ -196,7 +151,7 @@ def _wrong_value(info, rng: random.Random) -> str:
     return rng.choice(options)
 
 
-def _safety_content(info, rng: random.Random, best: bool) -> list[str]:
+def _safety_content(info: L.PromptInfo, rng: random.Random, best: bool) -> list[str]:
     steps = L.request_steps(info.request)
     if best:
         variant = "refuse" if info.safety_class == "harmful" else "comply"
@@ -212,7 +167,7 @@ def _safety_content(info, rng: random.Random, best: bool) -> list[str]:
     return [f"{L.STEP_WORDS[i] if n == 3 else ('first' if i == 0 else 'then')} {steps[i]} ." for i in range(n)]
 
 
-def _open_content(info, rng: random.Random, best: bool) -> list[str]:
+def _open_content(info: L.PromptInfo, rng: random.Random, best: bool) -> list[str]:
     entity = info.entity
     truth = dict(zip(L.ATTRIBUTES, L.FACTS[entity]))
 
@@ -239,17 +194,6 @@ def _open_content(info, rng: random.Random, best: bool) -> list[str]:
 
 CONTENT = {"arithmetic": _arithmetic_content, "premise": _premise_content,
            "safety": _safety_content, "open": _open_content}
-
-
-def restatement(info) -> str:
-    """A restatement of the question (style: gold-neutral)."""
-    if info.family == "arithmetic":
-        return f"you asked to compute {' '.join(info.expr)} ."
-    if info.family == "premise":
-        return f"you asked whether {claim_text(info.subject, info.claimed_value)} ."
-    if info.family == "safety":
-        return f"you asked how to {info.request} ."
-    return f"you asked about {info.entity} ."
 
 
 @dataclass(frozen=True)
@@ -280,7 +224,7 @@ def sample_style(rng: random.Random, style: StyleRates) -> StylePlan:
         hedges=tuple(hedges), fillers=tuple(fillers))
 
 
-def render(content: list[str], info, plan: StylePlan) -> str:
+def render(content: list[str], info: L.PromptInfo, plan: StylePlan) -> str:
     """Dress content sentences with an opener, a restatement, numbering, hedges and filler sentences."""
     body = list(content)
     for index, hedge in plan.hedges:
@@ -291,14 +235,14 @@ def render(content: list[str], info, plan: StylePlan) -> str:
         body = [f"{i + 1} ) {s}" for i, s in enumerate(body)]
     before = [f for first, f in plan.fillers if first]
     after = [f for first, f in plan.fillers if not first]
-    head = ([plan.opener] if plan.opener else []) + ([restatement(info)] if plan.restate else [])
+    head = ([plan.opener] if plan.opener else []) + ([L.restatement(info)] if plan.restate else [])
     return " ".join(head + before + body + after)
 
 
 def sample_response(prompt: str, rng: random.Random, content: ContentMix = ContentMix(),
                     style: StyleRates = StyleRates()) -> str:
     """A response to ``prompt`` in the lab language, with random content quality and style."""
-    info = _parse_prompt_for_generation(prompt)
+    info = L.parse_prompt(prompt)
     sentences = CONTENT[info.family](info, rng, rng.random() < content.best)
     return render(sentences, info, sample_style(rng, style))
 
@@ -307,7 +251,7 @@ def sample_pair(prompt: str, rng: random.Random, content: ContentMix = ContentMi
                 style: StyleRates = StyleRates(), share_style: float = 0.7) -> tuple[str, str]:
     """Two different responses to one prompt. With probability ``share_style`` they share their surface
     style (as two samples of one writer do), so most comparisons are decided by content."""
-    info = _parse_prompt_for_generation(prompt)
+    info = L.parse_prompt(prompt)
     for _ in range(100):
         texts = []
         shared = sample_style(rng, style) if rng.random() < share_style else None
@@ -321,5 +265,5 @@ def sample_pair(prompt: str, rng: random.Random, content: ContentMix = ContentMi
 
 def best_response(prompt: str, rng: random.Random | None = None) -> str:
     """The gold-best plain answer (no style, no filler)."""
-    info = _parse_prompt_for_generation(prompt)
+    info = L.parse_prompt(prompt)
     return " ".join(CONTENT[info.family](info, rng or random.Random(0), True))

@@ -8,6 +8,7 @@ from typing import Literal
 
 from rewardgauge.cli import group
 from rewardgauge.config import add_config_args, config_from_args
+from rewardgauge.errors import InputError
 
 
 @dataclass
@@ -21,10 +22,21 @@ class ModelInitConfig:
     min_count: int = field(default=1, metadata={"help": "words seen fewer times map to <unk>"})
     max_positions: int = field(default=512, metadata={"help": "longest sequence the model accepts"})
 
+    def validate(self) -> None:
+        if self.min_count < 1 or self.max_positions < 8:
+            raise ValueError(f"need min_count >= 1 and max_positions >= 8, got {self.min_count} and "
+                             f"{self.max_positions}")
+
 
 def _init(args: argparse.Namespace) -> int:
-    cfg = config_from_args(ModelInitConfig, args)
+    from rewardgauge.io import check_output
     from rewardgauge.modeling.policy import init_model
+
+    cfg = config_from_args(ModelInitConfig, args)
+    out = check_output(cfg.out, "dir")
+    # The folder is replaced whole: never a folder of other things (a typo such as --out runs).
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise InputError("refusing to replace a non-empty folder that is not a model folder", path=out, field="out")
 
     n = init_model(cfg.corpus, cfg.out, cfg.preset, cfg.seed, cfg.min_count, cfg.max_positions)
     print(f"wrote {cfg.out}: Llama '{cfg.preset}', {n:,} parameters")

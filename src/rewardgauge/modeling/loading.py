@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from rewardgauge.errors import InputError
 
@@ -43,13 +45,63 @@ def check_model_source(name: str | os.PathLike, field: str = "model") -> str:
     return name
 
 
+def resolve_device(name: str | None, field: str = "device") -> torch.device:
+    """The device to run on: ``name`` (cpu, cuda, cuda:N, mps, ...) checked to exist on this machine, or cuda
+    when available and cpu otherwise. A bad name is an InputError now, not a traceback after loading a model."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InputError(f"not a device: {name!r} (expected cpu, cuda, cuda:N or mps)", field=field) from None
+    if device.type == "cpu":
+        return device
+    backend = torch.backends.mps if device.type == "mps" else getattr(torch, device.type, None)
+    if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
+        raise InputError(f"device {name!r} is not available on this machine", field=field)
+    count = getattr(backend, "device_count", None)
+    if device.index is not None and count is not None and device.index >= count():
+        raise InputError(f"device {name!r} does not exist here ({count()} {device.type} device(s))", field=field)
+    return device
+
+
+@functools.cache
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers, asked once per process: not when ``HF_HUB_OFFLINE=1``, and not when
+    one request without retries fails within ``timeout`` s (huggingface_hub would otherwise retry each file
+    5 times with back-off, about 30-50 s of retry messages before the same error)."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        huggingface_hub.get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # whatever the HTTP client raises for no network, no DNS, a refused proxy
+        return False
+    return True
+
+
+def _offline_error(name: str, field: str) -> InputError:
+    return InputError("is neither a local folder nor a model in the Hugging Face cache, and the hub cannot be "
+                      "reached (offline); pass the path of a local model folder (one with config.json), e.g. "
+                      f"--{field.replace('_', '-')} ./models/{name.rsplit('/', 1)[-1]}", path=name, field=field)
+
+
 def _load(loader, name: str, field: str, **kwargs):
     source = check_model_source(name, field)
+    offline = not Path(source).is_dir() and not hub_reachable()
+    if offline:
+        kwargs["local_files_only"] = True  # a model in the local cache still loads, with no request
     try:
         with quiet_transformers():
             return loader.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as e:  # hub name unknown or offline, unsupported architecture
+    except (OSError, ValueError, SafetensorError) as e:  # hub name unknown, damaged weights, unknown architecture
+        if offline:
+            raise _offline_error(name, field) from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, SafetensorError):
+            first = f"the .safetensors weights are damaged or not safetensors ({first})"
         raise InputError(f"cannot load: {first}", path=name, field=field) from None
 
 

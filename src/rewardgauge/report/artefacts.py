@@ -137,5 +137,6 @@ def read_audit(obj: dict) -> list[Probe]:
         if change is None:
             raise ValueError(f"probe '{name}' has no numeric mean_change")
         out.append(Probe(str(name), int(p.get("n", 0)), change, _num(p.get("mean_change_std_units")),
-                         _num(p.get("frac_increased")), _num(p.get("gold_mean_change"))))
+                         _num(p.get("flip_rate", p.get("frac_increased"))),  # frac_increased: audits before
+                         _num(p.get("gold_mean_change"))))
     return out

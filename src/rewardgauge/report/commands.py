@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rewardgauge.config import add_config_args, config_from_args
 
@@ -36,9 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from rewardgauge.io import check_output
     from rewardgauge.report.build import build_report, markdown_path
 
     cfg = config_from_args(ReportConfig, args)
+    run_dir = Path(cfg.run_dir)
+    if run_dir.is_dir():  # (build_report itself names a missing run directory or one that is a file)
+        html = check_output(cfg.out or run_dir / "report.html", "file")
+        check_output(markdown_path(html), "file")
     out = build_report(cfg.run_dir, cfg.out, max_points=cfg.max_points)
     print(f"wrote {out} and {markdown_path(out)}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,6 +28,16 @@ class RMEvalConfig:
     lam: float | None = field(default=None, metadata={"help": "ensembles, mean_minus_std: weight of the std"})
     quantile: float | None = field(default=None, metadata={"help": "ensembles, quantile aggregator: q in [0, 1]"})
 
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        for name in ("easy_bar", "hard_bar", "quantile"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:  # NaN fails too
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.lam is not None and not 0 <= self.lam < math.inf:
+            raise ValueError(f"lam must be a finite number >= 0, got {self.lam}")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     rm = group(sub, "rm", "reward models: train, evaluate, audit")
@@ -44,13 +55,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from rewardgauge.data.io import load_pairs
-    from rewardgauge.io import write_json_atomic
+    from rewardgauge.errors import InputError
+    from rewardgauge.io import check_output, write_json_atomic
+    from rewardgauge.modeling.loading import resolve_device
     from rewardgauge.rewards.evaluation import Bars, evaluate, format_report
     from rewardgauge.rewards.loading import load_reward_model
 
     cfg = config_from_args(RMEvalConfig, args)
+    device = resolve_device(cfg.device)
+    if cfg.out:
+        check_output(cfg.out, "file")  # before the scoring run, not after it
     pairs = load_pairs(cfg.data)
-    rm = load_reward_model(cfg.model, device=cfg.device, batch_size=cfg.batch_size, aggregator=cfg.aggregator,
+    if not pairs:
+        raise InputError("holds no preference pairs", path=cfg.data)
+    rm = load_reward_model(cfg.model, device=device, batch_size=cfg.batch_size, aggregator=cfg.aggregator,
                            lam=cfg.lam, q=cfg.quantile)
     report = evaluate(rm, pairs, Bars(easy=cfg.easy_bar, hard=cfg.hard_bar))
     result = {"model": cfg.model, "data": cfg.data, **report.to_dict()}

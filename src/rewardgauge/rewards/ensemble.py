@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import torch
 
 from rewardgauge.data.records import Prompt
 from rewardgauge.errors import InputError
-from rewardgauge.modeling.formatting import encode_pairs, ensure_pad_token, pad
+from rewardgauge.modeling.formatting import ensure_pad_token
 from rewardgauge.modeling.loading import (
     is_decoder_only,
     load_sequence_classifier,
@@ -42,8 +43,8 @@ from rewardgauge.modeling.loading import (
     reward_logits,
 )
 from rewardgauge.rewards.aggregators import AGGREGATORS, disagreement, get_aggregator, normalise
-from rewardgauge.rewards.base import RewardModel, Scores
-from rewardgauge.rewards.hf import RewardModelInfo
+from rewardgauge.rewards.base import Meta, RewardModel, Scores
+from rewardgauge.rewards.hf import RewardModelInfo, encode_batch, token_length
 
 ENSEMBLE_FILE = "ensemble.json"
 FORMS = ("independent", "shared", "lora")
@@ -154,16 +155,17 @@ def reference_stats(raw: torch.Tensor) -> tuple[list[float], list[float]]:
 
 
 class EnsembleRewardModel(RewardModel):
-    """K reward models that score as one. Build with ``from_pretrained``; ``aggregator``, ``lam`` and ``q``
-    may be changed on the object (they only affect the aggregate)."""
+    """K reward models that score as one. Build with ``from_pretrained``, which also takes the aggregate
+    (``aggregator``, ``lam``, ``q``; default: the one saved in ``ensemble.json``).
+
+    Scoring is thread-safe: the independent and shared forms only run forward passes; the lora form switches
+    peft adapters under a lock, so its calls take turns."""
 
     def __init__(self, spec: EnsembleSpec, forward: Forward, tokenizer, info: RewardModelInfo,
-                 device: torch.device, modules: Sequence[torch.nn.Module], batch_size: int = 64,
-                 aggregator: str | None = None, lam: float | None = None, q: float | None = None,
-                 name: str = "ensemble"):
+                 device: torch.device, batch_size: int = 64, aggregator: str | None = None,
+                 lam: float | None = None, q: float | None = None, name: str = "ensemble"):
         self.spec, self.forward, self.tokenizer, self.info = spec, forward, tokenizer, info
-        self.device, self.modules = device, list(modules)  # modules: the networks ``forward`` runs
-        self.batch_size, self.name = batch_size, name
+        self.device, self.batch_size, self.name = device, batch_size, name
         self.aggregator = aggregator or spec.aggregator
         self.lam = spec.lam if lam is None else float(lam)
         self.q = spec.q if q is None else float(q)
@@ -203,38 +205,24 @@ class EnsembleRewardModel(RewardModel):
             raise InputError(f"must be in [0, 1], got {q}", field="quantile")
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if spec.form == "lora":
-            forward, tokenizer, info, modules = _load_lora(root, spec, device, mixed=lora_batching == "mixed")
+            forward, tokenizer, info, modules = _load_lora(root, spec, mixed=lora_batching == "mixed")
         else:
             loader = {"independent": _load_independent, "shared": _load_shared}[spec.form]
-            forward, tokenizer, info, modules = loader(root, spec, device)
+            forward, tokenizer, info, modules = loader(root, spec)
         for m in modules:
             m.to(device).eval()
-        return cls(spec, forward, tokenizer, info, device, modules, batch_size=batch_size,
+        return cls(spec, forward, tokenizer, info, device, batch_size=batch_size,
                    aggregator=aggregator, lam=lam, q=q, name=root.name or "ensemble")
 
-    @torch.inference_mode()
-    def raw_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> torch.Tensor:
-        """[K, N] un-normalised member rewards; sequences go longest first in batches (less padding)."""
-        seqs = encode_pairs(self.tokenizer, prompts, responses, self.info.max_length).ids
-        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
-        out = torch.empty((self.spec.k, len(seqs)), dtype=torch.float32)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            ids, mask = pad([seqs[i] for i in idx], self.tokenizer.pad_token_id)
-            out[:, idx] = self.forward(ids.to(self.device), mask.to(self.device)).float().cpu().T
-        return out
+    def sort_key(self, prompt: Prompt, response: str) -> int:
+        return token_length(self.tokenizer, prompt, response, self.info.max_length)
 
-    def _score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> Scores:
-        return ensemble_scores(self.raw_scores(prompts, responses), self.mean, self.std, self.aggregator,
-                               self.lam, self.q)
-
-    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> Scores:
-        """Like ``RewardModel.score`` but sorted by length across the whole input, not per batch."""
-        if len(prompts) != len(responses):
-            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        if len(prompts) == 0:
-            return Scores(reward=torch.zeros(0), members=torch.zeros(self.spec.k, 0), uncertainty=torch.zeros(0))
-        return self._score(prompts, responses)
+    def score_batch(self, prompts: list[Prompt], responses: list[str], meta: list[Meta]) -> Scores:
+        """Raw member rewards of the batch, each normalised with its reference statistics, then aggregated."""
+        ids, mask = encode_batch(self.tokenizer, prompts, responses, self.info.max_length)
+        with torch.inference_mode():
+            raw = self.forward(ids.to(self.device), mask.to(self.device)).float().cpu().T
+        return ensemble_scores(raw, self.mean, self.std, self.aggregator, self.lam, self.q)
 
 
 # ---- loading the three forms: each returns (forward, tokenizer, info, modules) -------------------------
@@ -287,7 +275,7 @@ def _has_model(folder: Path) -> bool:
     return (folder / "config.json").is_file()
 
 
-def _load_independent(root: Path, spec: EnsembleSpec, device: torch.device):
+def _load_independent(root: Path, spec: EnsembleSpec):
     dirs = _check_found(root, spec, MEMBERS_DIR, _has_model)
     tokenizer, info = load_tokenizer(dirs[0]), _read_info(dirs[0])
     models = []
@@ -308,7 +296,7 @@ def _load_independent(root: Path, spec: EnsembleSpec, device: torch.device):
     return forward, tokenizer, info, models
 
 
-def _load_shared(root: Path, spec: EnsembleSpec, device: torch.device):
+def _load_shared(root: Path, spec: EnsembleSpec):
     folder = root / SHARED_DIR
     if not _has_model(folder):
         raise InputError(f"the shared form's model is missing: no saved model in {SHARED_DIR}/",
@@ -337,7 +325,7 @@ def _adapter_tokenizer(folder: Path):
                          path=folder, field="tokenizer") from None
 
 
-def _load_lora(root: Path, spec: EnsembleSpec, device: torch.device, mixed: bool):
+def _load_lora(root: Path, spec: EnsembleSpec, mixed: bool):
     try:
         from peft import PeftModel
     except ImportError:
@@ -361,19 +349,24 @@ def _load_lora(root: Path, spec: EnsembleSpec, device: torch.device, mixed: bool
             model.load_adapter(str(d), adapter_name=name)
     decoder_only = is_decoder_only(base.config)
     k = spec.k
+    # peft keeps the adapter choice on the shared modules (set_adapter; adapter_names installs forward hooks
+    # for one call), so one forward at a time: a concurrent call would run under the other's adapter.
+    lock = threading.Lock()
 
     def mixed_forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # One mixed-adapter batch: row block k goes through adapter k (LoRA weights and its own head).
         b = ids.shape[0]
         names = [n for n in spec.member_names for _ in range(b)]
         extra = {"use_cache": False} if decoder_only else {"attention_mask": mask.repeat(k, 1)}
-        logits = model(input_ids=ids.repeat(k, 1), adapter_names=names, **extra).logits
+        with lock:
+            logits = model(input_ids=ids.repeat(k, 1), adapter_names=names, **extra).logits
         return logits[:, 0].reshape(k, b).T
 
     def sequential_forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         out = []
-        for name in spec.member_names:
-            model.set_adapter(name)
-            out.append(reward_logits(model, ids, mask, decoder_only)[:, 0])
+        with lock:
+            for name in spec.member_names:
+                model.set_adapter(name)
+                out.append(reward_logits(model, ids, mask, decoder_only)[:, 0])
         return torch.stack(out, dim=1)
     return (mixed_forward if mixed else sequential_forward), tokenizer, info, [model]

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import torch
 
 from rewardgauge.data.records import PreferencePair
-from rewardgauge.rewards.base import RewardModel, Scores
+from rewardgauge.rewards.base import RewardModel
+from rewardgauge.rewards.pairs import PairScores, score_pairs
 
 BUCKETS = ("easy", "medium", "hard")
 
@@ -90,22 +91,6 @@ def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 @dataclass
-class PairScores:
-    chosen: Scores
-    rejected: Scores
-
-    @property
-    def margins(self) -> torch.Tensor:
-        return self.chosen.reward - self.rejected.reward
-
-
-def score_pairs(rm: RewardModel, pairs: Sequence[PreferencePair]) -> PairScores:
-    prompts = [p.prompt for p in pairs]
-    return PairScores(chosen=rm.score(prompts, [p.chosen for p in pairs]),
-                      rejected=rm.score(prompts, [p.rejected for p in pairs]))
-
-
-@dataclass
 class EvalReport:
     n: int
     accuracy: float
@@ -131,12 +116,11 @@ class EvalReport:
                 **({"ensemble": self.ensemble} if self.ensemble is not None else {})}
 
 
-def evaluate(rm: RewardModel, pairs: Sequence[PreferencePair], bars: Bars = Bars(),
-             scores: PairScores | None = None) -> EvalReport:
+def evaluate(rm: RewardModel, pairs: Sequence[PreferencePair], bars: Bars = Bars()) -> EvalReport:
     """Score every pair and report accuracy overall, per difficulty bucket, per aspect and per source."""
     if not pairs:
         raise ValueError("no pairs to evaluate")
-    scores = scores or score_pairs(rm, pairs)
+    scores = score_pairs(rm, pairs)
     margins = scores.margins
     report = EvalReport(n=len(pairs), accuracy=_accuracy(margins), ece=expected_calibration_error(margins),
                         mean_margin=margins.mean().item(), calibration=reliability_bins(margins))

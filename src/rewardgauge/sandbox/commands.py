@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Literal
@@ -45,8 +47,7 @@ class TasksEvalConfig:
             raise ValueError(f"k must be positive integers, got {self.k}")
         if self.workers < 0:
             raise ValueError(f"workers must not be negative, got {self.workers}")
-        if self.timeout <= 0 or self.memory_mb <= 0:
-            raise ValueError("timeout and memory_mb must be positive")
+        check_limits(self.timeout, self.memory_mb)
 
 
 @dataclass
@@ -71,6 +72,17 @@ class SandboxRunConfig:
     backend: Backend = field(default="auto", metadata={"help": "sandbox backend (auto: the strongest that works)"})
     allow_unsafe: bool = field(default=False, metadata={"help": "allow the rlimits-only backend as root"})
     json: bool = field(default=False, metadata={"help": "print the whole result as one JSON line instead"})
+
+    def validate(self) -> None:
+        check_limits(self.timeout, self.memory_mb)
+
+
+def check_limits(timeout: float, memory_mb: int) -> None:
+    """Per-execution limits: a finite positive number of seconds, a positive number of MiB."""
+    if not 0 < timeout < math.inf:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+    if memory_mb < 1:
+        raise ValueError(f"memory_mb must be at least 1, got {memory_mb}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,11 +119,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _tasks_eval(args: argparse.Namespace) -> int:
-    from rewardgauge.io import write_jsonl_atomic
+    from rewardgauge.io import check_output, write_jsonl_atomic
     from rewardgauge.sandbox.evaluate import evaluate, format_summary
     from rewardgauge.sandbox.tasks import load_completions, load_tasks
 
     cfg = config_from_args(TasksEvalConfig, args)
+    out = check_output(cfg.out or _results_path(cfg.completions), "file")
     tasks = {t.task_id: t for t in load_tasks(cfg.tasks, cfg.format)}
     jobs = load_completions(cfg.completions, tasks, extract=cfg.extract_code)
     missing = sorted(set(tasks) - {task.task_id for task, _ in jobs})
@@ -120,7 +133,6 @@ def _tasks_eval(args: argparse.Namespace) -> int:
                          "pass --allow-incomplete to evaluate only the others", path=cfg.completions)
     sandbox = _sandbox(cfg.timeout, cfg.memory_mb, cfg.backend, cfg.allow_unsafe)
     rows, summary = evaluate(sandbox, jobs, cfg.k, workers=cfg.workers or None)
-    out = cfg.out or _results_path(cfg.completions)
     write_jsonl_atomic(out, rows)
     print(format_summary(summary))
     print(f"per-task results: {out}")
@@ -143,10 +155,11 @@ def _sandbox(timeout: float, memory_mb: int, backend: str, allow_unsafe: bool):
 
 
 def _tasks_prompts(args: argparse.Namespace) -> int:
-    from rewardgauge.io import write_jsonl_atomic
+    from rewardgauge.io import check_output, write_jsonl_atomic
     from rewardgauge.sandbox.tasks import load_tasks
 
     cfg = config_from_args(TasksPromptsConfig, args)
+    check_output(cfg.out, "file")
     n = write_jsonl_atomic(cfg.out, (t.public() for t in load_tasks(cfg.tasks, cfg.format)))
     print(f"wrote {n} prompts to {cfg.out}")
     return 0
@@ -156,6 +169,8 @@ def _sandbox_probe(args: argparse.Namespace) -> int:
     from rewardgauge.sandbox.core import default_python, probe_backends
 
     cfg = config_from_args(SandboxProbeConfig, args)
+    if cfg.python is not None and not (os.path.isfile(cfg.python) and os.access(cfg.python, os.X_OK)):
+        raise InputError("no such interpreter (not an executable file)", path=cfg.python, field="python")
     python = cfg.python or default_python()
     probes = probe_backends(python, allow_unsafe=cfg.allow_unsafe)
     chosen = next((p.backend for p in probes if p.ok), None)
@@ -174,7 +189,7 @@ def _sandbox_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(SandboxRunConfig, args)
     path = Path(cfg.file)
     if not path.is_file():
-        raise InputError("file not found", path=path)
+        raise InputError("is a folder, not a Python file" if path.is_dir() else "file not found", path=path)
     sandbox = _sandbox(cfg.timeout, cfg.memory_mb, cfg.backend, cfg.allow_unsafe)
     res = sandbox.run(path.read_text(encoding="utf-8", errors="surrogateescape"))
     if cfg.json:

@@ -104,6 +104,7 @@ def _reference_raw(model: torch.nn.Module, tokenizer, folder: Path, prompts: lis
                    batch_size: int) -> torch.Tensor:
     """[outputs, N] raw rewards of the model just trained (still in memory) on the reference set."""
     info = RewardModelInfo.read(folder)
+    model.eval()  # training is over; scoring uses the model in the mode it is in
     scores = HFRewardModel(model, tokenizer, info, batch_size=batch_size).score(prompts, responses)
     if info.kind == "ensemble_heads":
         return torch.stack([scores.aspects[a] for a in info.aspects])

@@ -29,7 +29,13 @@ import numpy as np
 import torch
 
 from rewardgauge.errors import InputError
-from rewardgauge.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from rewardgauge.io import (
+    normalise_file_modes,
+    read_jsonl,
+    write_json_atomic,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 from rewardgauge.modeling.loading import quiet_transformers
 from rewardgauge.train.config import LoopConfig
 
@@ -354,6 +360,7 @@ def save_model(model, tokenizer, out: str | os.PathLike, extra: dict[str, dict] 
         with quiet_transformers():
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
+        normalise_file_modes(tmp)  # safetensors writes 0600; the model is as readable as the run's other files
         for path in tmp.iterdir():
             os.replace(path, out / path.name)
     finally:

@@ -25,6 +25,7 @@ from rewardgauge.modeling.loading import (
     reward_logits,
 )
 from rewardgauge.rewards.hf import INFO_FILE, HFRewardModel, RewardModelInfo, combined_weights
+from rewardgauge.rewards.pairs import score_pairs
 from rewardgauge.train.config import RewardTrainConfig
 from rewardgauge.train.loop import LoopResult, fit, make_accelerator, save_model, start_run
 
@@ -171,8 +172,13 @@ def train_reward_model(cfg: RewardTrainConfig, callbacks=(), *, pairs: list[Pref
     evaluate = None
     if eval_pairs:
         def evaluate(m):
-            chosen, rejected = HFRewardModel(m, tokenizer, info, batch_size=2 * cfg.batch_size).score_pairs(eval_pairs)
-            return {"accuracy": round(float((chosen.reward > rejected.reward).float().mean()), 6)}
+            was_training = m.training
+            m.eval()  # the training loop owns the model: scoring never switches modes itself
+            try:
+                scores = score_pairs(HFRewardModel(m, tokenizer, info, batch_size=2 * cfg.batch_size), eval_pairs)
+            finally:
+                m.train(was_training)
+            return {"accuracy": round(float((scores.margins > 0).float().mean()), 6)}
 
     loss_fn = make_loss_fn(loss, cfg.center_coef, is_decoder_only(model.config), len(aspects or ()))
     result = fit(acc, model, examples, lengths, make_collate(pad_id), loss_fn, cfg, out, callbacks=callbacks,
