@@ -19,7 +19,7 @@ from rewardgauge.rewards.hf import HFRewardModel
 from rewardgauge.rewards.loading import load_reward_model
 from rewardgauge.train.ensemble import member_weights, reference_set
 
-FORMS = ("independent", "shared", "lora")
+FORMS = ("independent", "shared", "lora", "blocks")
 
 # 3 members x 2 responses, raw; each member's reference mean and std
 RAW = torch.tensor([[1.0, 4.0],
@@ -83,6 +83,7 @@ def test_folder_layout_and_ensemble_json(ensembles, form):
     assert all(100 < m["distinct_pairs"] < 256 and m["pairs"] == 256 for m in spec["member_info"])
     layout = {"independent": ["members/m0/model.safetensors", "members/m2/rewardgauge.json"],
               "shared": ["model/model.safetensors", "model/rewardgauge.json"],
+              "blocks": ["model/model.safetensors", "model/member_blocks.safetensors", "model/rewardgauge.json"],
               "lora": ["base/model.safetensors", "adapters/m0/adapter_model.safetensors",
                        "adapters/m2/adapter_config.json"]}[form]
     for path in layout:
