@@ -1,4 +1,4 @@
-"""``rewardgauge sft`` and ``rewardgauge rm train``."""
+"""``rewardgauge sft``, ``rewardgauge rm train``, ``rewardgauge dpo`` and ``rewardgauge rl``."""
 
 from __future__ import annotations
 
@@ -6,15 +6,20 @@ import argparse
 
 from rewardgauge.cli import group
 from rewardgauge.config import add_config_args, config_from_args
+from rewardgauge.train.config import DPOConfig, RLConfig
 from rewardgauge.train.reward import RewardTrainConfig
 from rewardgauge.train.sft import SFTConfig
 
 
+def _last_step(metrics: dict) -> str:
+    shown = " ".join(f"{k}={metrics[k]:.4g}" for k in ("loss", "accuracy", "eval_accuracy")
+                     if isinstance(metrics.get(k), (int, float)))
+    return f"; last step {shown}" if shown else ""
+
+
 def _summary(result, out: str) -> str:
     rate = result.examples / result.seconds if result.seconds else 0.0
-    metrics = " ".join(f"{k}={v:.4g}" for k, v in result.last_metrics.items()
-                       if k in ("loss", "accuracy", "eval_accuracy"))
-    return f"wrote {out}: {result.steps} steps, {rate:.1f} examples/s; last step {metrics}".rstrip()
+    return f"wrote {out}: {result.steps} steps, {rate:.1f} examples/s{_last_step(result.last_metrics)}"
 
 
 def _rm_train(args: argparse.Namespace) -> int:
@@ -35,9 +40,10 @@ def _rm_train_ensemble(cfg: RewardTrainConfig) -> int:
     run = train_ensemble(cfg)
     if run.spec is not None:
         for m in run.members:
-            metrics = " ".join(f"{k}={m[k]:.4g}" for k in ("loss", "accuracy", "eval_accuracy") if k in m)
-            print(f"member {m['name']}: seed {m['seed']}, {m['distinct_pairs']} distinct pairs, {m['steps']} steps, "
-                  f"{m['seconds']:.1f} s; last step {metrics}")
+            # Shared heads are one model trained once (one seed, one loss): a member has only its data.
+            trained = "" if run.spec.form == "shared" else f"seed {m['seed']}, "
+            print(f"member {m['name']}: {trained}{m['distinct_pairs']} distinct pairs, {m['steps']} steps, "
+                  f"{m['seconds']:.1f} s{_last_step(m)}")
         print(f"wrote {run.out}: {run.spec.k}-member {run.spec.form} ensemble (default aggregator "
               f"{run.spec.aggregator}); load it as one reward model: rewardgauge rm eval --model {run.out} ...")
     return 0
@@ -50,6 +56,30 @@ def _sft(args: argparse.Namespace) -> int:
     result = run_sft(cfg)
     if _is_main():
         print(_summary(result, cfg.out))
+    return 0
+
+
+def _dpo(args: argparse.Namespace) -> int:
+    from rewardgauge.train.dpo import run_dpo
+
+    cfg = config_from_args(DPOConfig, args)
+    result = run_dpo(cfg)
+    if _is_main():
+        print(_summary(result, cfg.out) + f"; load it as a reward model: rewardgauge rm eval --model {cfg.out} ...")
+    return 0
+
+
+def _rl(args: argparse.Namespace) -> int:
+    from rewardgauge.train.rl import run_rl
+
+    cfg = config_from_args(RLConfig, args)
+    result = run_rl(cfg)
+    if _is_main():
+        last = result.last_metrics
+        shown = " ".join(f"{k}={last[k]:.4g}" for k in ("reward_mean", "gold_mean", "kl_k3", "response_length")
+                         if last.get(k) is not None)
+        rate = result.examples / result.seconds if result.seconds else 0.0
+        print(f"wrote {cfg.out}: {result.steps} steps, {rate:.1f} samples/s; last step {shown}".rstrip())
     return 0
 
 
@@ -82,3 +112,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "model and tokenizer (safetensors), config.yaml, metrics.jsonl and checkpoints/ to --out.")
     add_config_args(p, SFTConfig)
     p.set_defaults(func=_sft)
+
+    p = sub.add_parser(
+        "dpo", help="direct preference optimisation (DPO, IPO, conservative DPO)",
+        description="Train a causal LM on PreferencePair JSONL against a frozen reference (default: its own "
+                    "starting weights), whose log-probabilities are computed once before training. Losses: "
+                    "sigmoid (DPO), ipo, conservative (label smoothing). Writes the policy (safetensors), "
+                    "dpo.json, config.yaml, metrics.jsonl and checkpoints/ to --out; the folder loads as a "
+                    "reward model (the implicit reward beta * log(pi / pi_ref)) wherever one is accepted. "
+                    "Runs unchanged under torchrun.")
+    add_config_args(p, DPOConfig)
+    p.set_defaults(func=_dpo)
+
+    p = sub.add_parser(
+        "rl", help="optimise a policy against a reward: GRPO, Dr. GRPO, RLOO or PPO with KL control",
+        description="Optimise a causal LM against any reward source (a reward-model, ensemble or DPO folder, "
+                    "lab-gold, exec:TASKS.jsonl, or a weighted sum) on a prompt file, with KL to a frozen "
+                    "reference (k1/k2/k3, in the loss or the reward, fixed or adaptive). Options are grouped "
+                    "in sections: --policy.*, --generation.*, --kl.*, --reward.*, --value.* (PPO). Writes the "
+                    "policy (safetensors), rl.json, config.yaml, metrics.jsonl (reward, each component, gold, "
+                    "KL, entropy, length, clip fraction per step), samples.jsonl and checkpoints/ to --out; "
+                    "--resume continues an interrupted run to the same metrics. Runs unchanged under torchrun.")
+    add_config_args(p, RLConfig)
+    p.set_defaults(func=_rl)

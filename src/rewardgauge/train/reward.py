@@ -27,7 +27,8 @@ from rewardgauge.modeling.loading import (
 from rewardgauge.rewards.hf import INFO_FILE, HFRewardModel, RewardModelInfo, combined_weights
 from rewardgauge.rewards.pairs import score_pairs
 from rewardgauge.train.config import RewardTrainConfig
-from rewardgauge.train.loop import LoopResult, fit, make_accelerator, save_model, start_run
+from rewardgauge.train.loop import LoopResult, fit, make_accelerator, save_model
+from rewardgauge.train.rundir import Callback, RunDir
 
 
 def resolve_aspects(cfg: RewardTrainConfig, pairs: list[PreferencePair]) -> list[str] | None:
@@ -79,7 +80,11 @@ def make_collate(pad_id: int):
     return collate
 
 
-def make_loss_fn(loss: str, center_coef: float, decoder_only: bool, n_aspects: int):
+def make_loss_fn(loss: str, center_coef: float, decoder_only: bool, aspects: Sequence[str] = ()):
+    """The loss and its metrics: ``loss`` (what is optimised), with ``multi`` also ``loss_<aspect>`` per output
+    (an ensemble's shared heads are its members), and with centering ``loss_center`` for that term alone."""
+    n_aspects = len(aspects)
+
     def loss_fn(model, batch):
         rewards = reward_logits(model, batch["input_ids"], batch["attention_mask"], decoder_only).float()
         r_c, r_r = rewards.chunk(2)
@@ -87,10 +92,14 @@ def make_loss_fn(loss: str, center_coef: float, decoder_only: bool, n_aspects: i
         if loss == "multi":
             p, mask = target[:, :n_aspects], target[:, n_aspects:]
             value = losses.multi_objective_loss(r_c, r_r, p, mask)
+            parts = {f"loss_{a}": losses.multi_objective_loss(r_c[:, k:k + 1], r_r[:, k:k + 1], p[:, k:k + 1],
+                                                              mask[:, k:k + 1]).detach()
+                     for k, a in enumerate(aspects)}
             decided = mask * (p != 0.5)
             correct = ((r_c > r_r) == (p > 0.5)) * decided
             accuracy = correct.sum() / decided.sum().clamp_min(1)
         else:
+            parts = {}
             r_c, r_r = r_c[:, 0], r_r[:, 0]
             if loss == "bt":
                 value = losses.bradley_terry_loss(r_c, r_r)
@@ -100,9 +109,11 @@ def make_loss_fn(loss: str, center_coef: float, decoder_only: bool, n_aspects: i
                 value = losses.soft_bradley_terry_loss(r_c, r_r, target[:, 0])
             accuracy = (r_c > r_r).float().mean()
         if center_coef:
-            value = value + losses.reward_centering_loss(r_c, r_r, center_coef)
+            center = losses.reward_centering_loss(r_c, r_r, center_coef)
+            parts["loss_center"] = center.detach()
+            value = value + center
         metrics = {"loss": value.detach(), "accuracy": accuracy, "margin": (r_c - r_r).detach().mean(),
-                   "reward_mean": rewards.detach().mean()}
+                   "reward_mean": rewards.detach().mean(), **parts}
         return value, metrics
     return loss_fn
 
@@ -121,10 +132,12 @@ def _load_pairs(path: str, field_name: str) -> list[PreferencePair]:
     return pairs
 
 
-def train_reward_model(cfg: RewardTrainConfig, callbacks=(), *, pairs: list[PreferencePair] | None = None,
+def train_reward_model(cfg: RewardTrainConfig, callbacks: Sequence[Callback] = (), *,
+                       pairs: list[PreferencePair] | None = None,
                        member_weights: dict[str, Sequence[float]] | None = None,
                        wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> LoopResult:
     """Train, then save to ``cfg.out``: model + tokenizer (safetensors), rewardgauge.json, config.yaml, metrics.
+    Every input is checked before ``cfg.out`` is created or changed.
 
     For ensembles (``rewardgauge.train.ensemble``): ``pairs`` replaces reading ``cfg.data`` (a member's subset);
     ``member_weights`` {head: per-pair weight} trains one output per head, each a soft-BT loss on the pair's
@@ -135,7 +148,7 @@ def train_reward_model(cfg: RewardTrainConfig, callbacks=(), *, pairs: list[Pref
 
     out = Path(cfg.out)
     acc = make_accelerator(cfg)
-    start_run(acc, cfg, out)
+    run = RunDir(out, cfg, acc, inputs={"model": cfg.model, "data": cfg.data, "eval_data": cfg.eval_data})
     pairs = _load_pairs(cfg.data, "data") if pairs is None else pairs
     eval_pairs = _load_pairs(cfg.eval_data, "eval_data") if cfg.eval_data else None
     aspects = resolve_aspects(cfg, pairs)
@@ -180,8 +193,8 @@ def train_reward_model(cfg: RewardTrainConfig, callbacks=(), *, pairs: list[Pref
                 m.train(was_training)
             return {"accuracy": round(float((scores.margins > 0).float().mean()), 6)}
 
-    loss_fn = make_loss_fn(loss, cfg.center_coef, is_decoder_only(model.config), len(aspects or ()))
-    result = fit(acc, model, examples, lengths, make_collate(pad_id), loss_fn, cfg, out, callbacks=callbacks,
+    loss_fn = make_loss_fn(loss, cfg.center_coef, is_decoder_only(model.config), aspects or ())
+    result = fit(acc, model, examples, lengths, make_collate(pad_id), loss_fn, cfg, run, callbacks=callbacks,
                  evaluate=evaluate, eval_every=cfg.eval_every, desc="rm train")
     if acc.is_main_process:
         save_model(result.model, tokenizer, out, {INFO_FILE: info.to_dict()})
