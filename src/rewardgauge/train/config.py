@@ -123,7 +123,8 @@ class RewardTrainConfig(LoopConfig):
         "help": "independent: K full models (most diverse, K x the scoring cost); shared: one backbone with K "
                 "heads (about one model's cost); lora: K LoRA adapters with their own heads on one frozen base "
                 "(needs peft); blocks: one trunk with each member's own copy of the top layer(s) and head "
-                "(Llama-style decoders)"})
+                "(Llama-style decoders). Default independent: in bench/ensemble_quality.py the cheap forms' "
+                "members disagree about a quarter as much (README, Ensembles)"})
     subset: Subset = field(default="bootstrap", metadata={
         "help": "each member's pairs: bootstrap (N draws with replacement), disjoint (a 1/K shard), full (all "
                 "pairs; members differ by seed only)"})
