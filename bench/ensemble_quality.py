@@ -45,7 +45,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import random
 import statistics
 import sys
 import tempfile
@@ -53,6 +52,7 @@ import time
 from pathlib import Path
 
 import yaml
+from _turns import median_seconds_in_turns  # bench/ is sys.path[0] when a benchmark runs
 
 DEFAULT_FORMS = "independent shared lora:lr=0.002 blocks"
 QUICK = dict(pairs=300, demos=300, heldout=200, sft_epochs=1, epochs=1, k=3, seeds="0,1", repeats=3,
@@ -164,18 +164,8 @@ def cost(folders: dict[str, Path], single: Path, heldout, args) -> dict[str, flo
         if sides[name].form == "lora":
             sides[f"{name}@mixed"] = EnsembleRewardModel.from_pretrained(
                 folder, device="cpu", batch_size=args.batch_size, lora_batching="mixed")
-    for rm in sides.values():  # warm-up
-        rm.score(prompts, responses)
-    times: dict[str, list[float]] = {side: [] for side in sides}
-    rng = random.Random(0)
-    for _ in range(args.repeats):
-        order = list(sides)
-        rng.shuffle(order)
-        for side in order:
-            start = time.perf_counter()
-            sides[side].score(prompts, responses)
-            times[side].append(time.perf_counter() - start)
-    median = {side: statistics.median(t) for side, t in times.items()}
+    median = median_seconds_in_turns({side: (lambda rm=rm: rm.score(prompts, responses))
+                                      for side, rm in sides.items()}, args.repeats)
     return {side: median[side] / median["single"] for side in sides if side != "single"}
 
 
