@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import resource
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 
 class Ring:
@@ -89,3 +91,20 @@ def run_sides(script: str, sides: Sequence[str], passthrough: Sequence[str], env
             sys.exit(f"{side} failed:\n{err[-4000:]}")
         results[side] = json.loads(line[len("RESULT "):])
     return results
+
+
+def median_seconds_in_turns(calls: Mapping[str, Callable[[], object]], repeats: int, seed: int = 0) -> dict[str, float]:
+    """In one process: each call once as a warm-up, then ``repeats`` rounds in which every call runs once, in
+    a shuffled order (load on a shared machine falls on all alike); each call's median seconds."""
+    for call in calls.values():
+        call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    rng = random.Random(seed)
+    for _ in range(repeats):
+        order = list(calls)
+        rng.shuffle(order)
+        for name in order:
+            start = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}

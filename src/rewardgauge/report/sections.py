@@ -235,6 +235,8 @@ def _ensemble_blocks(ens: dict) -> list[Block]:
                 + [Cell(fmt(u.get("auroc_error")), "num")] for name, u in unc.items() if isinstance(u, dict)]
         blocks.append(Table(["uncertainty", "mean", *buckets, "AUROC for an error"], rows,
                             title="Disagreement by difficulty (AUROC 0.5 = no signal)"))
+    if isinstance(ens.get("low_disagreement"), str):
+        blocks.append(Paragraph(f"Warning: {ens['low_disagreement']}."))
     return blocks
 
 

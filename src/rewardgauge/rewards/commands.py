@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 
 from rewardgauge.cli import group
@@ -75,4 +76,6 @@ def _eval(args: argparse.Namespace) -> int:
     if cfg.out:
         write_json_atomic(cfg.out, result)
     print(json.dumps(result, sort_keys=True) if cfg.json else format_report(report, f"{cfg.model} on {cfg.data}"))
+    if cfg.json and report.ensemble and report.ensemble["low_disagreement"]:
+        print(f"warning: {report.ensemble['low_disagreement']}", file=sys.stderr)
     return 1 if cfg.fail_on_bars and not report.passed else 0
