@@ -26,40 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from _lab import lab_pairs_and_model  # bench/ is sys.path[0] when a benchmark runs
+from _turns import Ring, passthrough, peak_rss_mb, report, run_sides
 
 SIDES = ("ours", "ours_no_bucket", "trl", "trl_grouped")
-
-
-class Ring:
-    """Turn-taking between processes: read a byte from our pipe to run, write one to the next to yield."""
-
-    def __init__(self, read_fd: int, write_fd: int, ready_fd: int, steps: int):
-        self.read_fd, self.write_fd, self.ready_fd, self.steps = read_fd, write_fd, ready_fd, steps
-        self.durations: list[float] = []
-        self.resumed: float | None = None
-
-    def _wait(self) -> None:
-        os.read(self.read_fd, 1)
-        self.resumed = time.perf_counter()
-
-    def step_done(self, step: int) -> None:
-        now = time.perf_counter()
-        if self.resumed is None:  # first step ran before the ring started: announce readiness, wait
-            os.write(self.ready_fd, b"r")
-        else:
-            self.durations.append(now - self.resumed)
-            os.write(self.write_fd, b"t")
-        self._wait()
-        if step == self.steps:  # everyone has done its last step: let the next one finish too
-            os.write(self.write_fd, b"t")
 
 
 def run_ours(data: Path, root: Path, args, ring: Ring, bucket: bool) -> dict:
@@ -116,10 +89,10 @@ def worker(side: str, data: Path, root: Path, args, fds: list[int]) -> None:
         result = run_ours(data, root, args, ring, bucket=side == "ours")
     else:
         result = run_trl(data, root, args, ring, grouped=side == "trl_grouped")
-    timed = ring.durations[args.warmup:-1]
+    timed = ring.timed(args.warmup)
     result.update(side=side, pairs_per_s=args.batch_size * len(timed) / sum(timed), timed_steps=len(timed),
-                  peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
-    print("RESULT " + json.dumps(result), flush=True)
+                  peak_rss_mb=peak_rss_mb())
+    report(result)
 
 
 def main() -> None:
@@ -143,31 +116,10 @@ def main() -> None:
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    passthrough = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k != "worker"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = lab_pairs_and_model(root, args.batch_size * (args.steps + 1), args.preset, args.seed)
-        pipes = [os.pipe() for _ in SIDES]
-        ready_r, ready_w = os.pipe()
-        procs = []
-        for i, side in enumerate(SIDES):
-            fds = [pipes[i][0], pipes[(i + 1) % len(SIDES)][1], ready_w]
-            procs.append(subprocess.Popen(
-                [sys.executable, __file__, *passthrough, "--worker", side, str(data), str(root), *map(str, fds)],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, pass_fds=fds))
-        for _ in SIDES:  # every side has loaded, tokenised and run its first step
-            if not os.read(ready_r, 1):
-                break
-        os.write(pipes[0][1], b"t")
-        results = {}
-        for side, proc in zip(SIDES, procs):
-            out, err = proc.communicate()
-            line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
-            if proc.returncode != 0 or line is None:
-                for other in procs:
-                    other.kill()
-                sys.exit(f"{side} failed:\n{err[-4000:]}")
-            results[side] = json.loads(line[len("RESULT "):])
+        results = run_sides(__file__, SIDES, passthrough(args), env, [str(data), str(root)])
     rate = {s: results[s]["pairs_per_s"] for s in SIDES}
     print(json.dumps({
         "bench": "rm_train", "data": "lab", "preset": args.preset, "batch_size": args.batch_size,

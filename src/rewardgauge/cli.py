@@ -50,14 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _groups.clear()
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:  # an area not built yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
+
+
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)command's own parser, so that its errors print its usage rather than the top-level one."""
+    while True:
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, actions[0].dest, None) if actions else None
+        if name is None:
+            return parser
+        parser = actions[0].choices[name]
 
 
 def _version() -> str:
@@ -73,7 +77,19 @@ def _one_line(message: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        # Flag values are checked as they are parsed (an InputError below); a usage error (unknown flag,
+        # missing command) prints the usage of the (sub)command it was meant for.
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as e:
+        if e.code == 0:  # --help, --version
+            raise
+        return 2
+    except InputError as e:
+        print(f"rewardgauge: error: {e}", file=sys.stderr)
+        return e.exit_code
     try:
         return int(args.func(args) or 0)
     except InputError as e:

@@ -15,9 +15,10 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from rewardgauge.config import add_config_args, config_from_args
+from rewardgauge.modeling.presets import Preset
+from rewardgauge.train.config import Loss
 
 
 @dataclass
@@ -27,14 +28,12 @@ class QuickstartConfig:
     pairs: int = field(default=20000, metadata={"help": "lab training pairs (annotator votes)"})
     heldout_pairs: int = field(default=2000, metadata={"help": "lab held-out pairs (gold labels)"})
     demos: int = field(default=10000, metadata={"help": "SFT demonstrations"})
-    preset: Literal["tiny", "small"] = field(default="tiny", metadata={
-        "help": "policy size: tiny (~0.9M) or small (~3M)"})
+    preset: Preset = field(default="tiny", metadata={"help": "policy size: tiny (~0.9M) or small (~3M)"})
     sft_epochs: int = field(default=6, metadata={"help": "SFT passes over the demonstrations"})
     sft_lr: float = field(default=2e-3, metadata={"help": "SFT learning rate"})
     rm_epochs: int = field(default=4, metadata={"help": "reward-model passes over the training pairs"})
     rm_lr: float = field(default=3e-4, metadata={"help": "reward-model learning rate (higher erases what SFT learnt)"})
-    rm_loss: Literal["bt", "margin", "soft", "multi"] = field(default="soft", metadata={
-        "help": "bt, margin, soft (vote fractions) or multi"})
+    rm_loss: Loss = field(default="soft", metadata={"help": "bt, margin, soft (vote fractions) or multi"})
     batch_size: int = field(default=32, metadata={"help": "pairs / demonstrations per step"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 

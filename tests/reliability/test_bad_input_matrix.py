@@ -4,7 +4,7 @@ directory). The CLI runs in-process (``rewardgauge.cli.main``), so the whole tab
 
 A row is ``(id, argv, files)``: ``argv`` may name ``{a}`` (the shared, valid inputs) and ``{d}`` (the case's own
 empty folder, also the working directory); ``files`` are written into ``{d}`` first. ``LOCKED`` rows hold the
-output's lock as another process would. Rows that the rundir branch fixes are xfail(strict) here.
+output's lock as another process would.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import filelock
 import pytest
 
 from rewardgauge.cli import main
-
-RUNDIR = pytest.mark.xfail(strict=True, reason="fixed on wave/rundir")
 
 # ---------------------------------------------------------------- bad data files (pairs)
 
@@ -70,6 +68,7 @@ PAIR_COMMANDS = {
     "rm_eval": ["rm", "eval", "--model", "{a}/model", "--data", "{d}/in.jsonl", "--device", "cpu"],
     "rm_audit": ["rm", "audit", "--model", "{a}/model", "--data", "{d}/in.jsonl", "--device", "cpu"],
     "rm_train": ["rm", "train", "--model", "{a}/model", "--data", "{d}/in.jsonl", "--out", "{d}/rm"],
+    "dpo": ["dpo", "--model", "{a}/model", "--data", "{d}/in.jsonl", "--out", "{d}/dpo"],
 }
 # rm audit reads prompts-only files too: a file with no row, or whose first row has no 'chosen', is not pairs.
 AUDIT_NOT_PAIRS = {"empty", "blank_lines", "bad_json", "not_an_object"}
@@ -88,13 +87,12 @@ def _data_cases():
         for name, content in BAD_PAIRS.items():
             if cmd == "rm_audit" and name in AUDIT_NOT_PAIRS:
                 continue
-            marks = [RUNDIR] if cmd == "rm_train" else []
-            yield pytest.param(argv, {"in.jsonl": content}, None, id=f"{cmd}-{name}", marks=marks)
+            yield pytest.param(argv, {"in.jsonl": content}, None, id=f"{cmd}-{name}")
     for name, content in BAD_DEMOS.items():
         yield pytest.param(["data", "validate", "--kind", "demonstrations", "{d}/in.jsonl"], {"in.jsonl": content},
                            None, id=f"data_validate_demos-{name}")
         yield pytest.param(["sft", "--model", "{a}/model", "--data", "{d}/in.jsonl", "--out", "{d}/sft"],
-                           {"in.jsonl": content}, None, id=f"sft-{name}", marks=[RUNDIR])
+                           {"in.jsonl": content}, None, id=f"sft-{name}")
 
 
 # ---------------------------------------------------------------- output paths
@@ -115,6 +113,9 @@ OUTPUT_COMMANDS = {
     "quickstart": (["quickstart", "--pairs", "20"], "--out", "dir"),
     "rm_train": (["rm", "train", "--model", "{a}/model", "--data", "{a}/pairs.jsonl"], "--out", "dir"),
     "sft": (["sft", "--model", "{a}/model", "--data", "{a}/demos.jsonl"], "--out", "dir"),
+    "dpo": (["dpo", "--model", "{a}/model", "--data", "{a}/pairs.jsonl"], "--out", "dir"),
+    "rl": (["rl", "--prompts", "{a}/pairs.jsonl", "--policy.model", "{a}/model", "--reward.models", "lab-gold"],
+           "--out", "dir"),
 }
 
 
@@ -258,7 +259,24 @@ OPTION_CASES = [
     ("config-unknown_key", ["lab", "data", "--out", "{d}/lab", "--config", "{a}/configs/unknown_key.yaml"]),
     ("config-wrong_type", ["data", "split", "--config", "{a}/configs/wrong_type.yaml"]),
 ]
-RUNDIR_OPTION_CASES = [
+RL = ["rl", "--policy.model", "{a}/model", "--out", "{d}/rl"]
+RL_CASES = [  # the acceptance list of issue 9, and a few more
+    ("rl-reward_missing", [*RL, "--prompts", "{a}/pairs.jsonl", "--reward.models", "{d}/no_such_rm"]),
+    ("rl-prompts_empty", [*RL, "--prompts", "{a}/empty.jsonl", "--reward.models", "lab-gold"]),
+    ("rl-group_size_1", [*RL, "--prompts", "{a}/pairs.jsonl", "--reward.models", "lab-gold",
+                         "--generation.group-size", "1"]),
+    ("rl-weights_mismatch", [*RL, "--prompts", "{a}/pairs.jsonl", "--reward.models", "lab-gold",
+                             "--reward.weights", "1,2"]),
+    ("rl-aggregator_not_ensemble", [*RL, "--prompts", "{a}/pairs.jsonl", "--reward.models", "lab-gold",
+                                    "--reward.aggregator", "min"]),
+    ("rl-kl_coef_negative", [*RL, "--prompts", "{a}/pairs.jsonl", "--reward.models", "lab-gold", "--kl.coef", "-1"]),
+    ("rl-unknown_section_key", [*RL, "--prompts", "{a}/pairs.jsonl", "--reward.models", "lab-gold",
+                                "--generation.bogus", "1"]),
+    ("dpo-beta_zero", ["dpo", "--model", "{a}/model", "--data", "{a}/pairs.jsonl", "--out", "{d}/dpo", "--beta", "0"]),
+    ("dpo-loss_bogus", ["dpo", "--model", "{a}/model", "--data", "{a}/pairs.jsonl", "--out", "{d}/dpo",
+                        "--loss", "hinge"]),
+]
+RUN_DIRECTORY_OPTION_CASES = [  # checked by the run directory before anything is written
     ("rm_train-lr_inf", ["rm", "train", "--model", "{a}/model", "--data", "{a}/pairs.jsonl", "--out", "{d}/rm",
                          "--lr", "inf"]),
     ("rm_train-max_grad_norm_nan", ["rm", "train", "--model", "{a}/model", "--data", "{a}/pairs.jsonl", "--out",
@@ -279,8 +297,8 @@ RUNDIR_OPTION_CASES = [
 def _option_cases():
     for case_id, argv in OPTION_CASES:
         yield pytest.param(argv, {}, None, id=case_id)
-    for case_id, argv in RUNDIR_OPTION_CASES:
-        yield pytest.param(argv, {}, None, id=case_id, marks=[RUNDIR])
+    for case_id, argv in (*RUN_DIRECTORY_OPTION_CASES, *RL_CASES):
+        yield pytest.param(argv, {}, None, id=case_id)
 
 
 CASES = [*_data_cases(), *_output_cases(), *_option_cases()]

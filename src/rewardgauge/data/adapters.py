@@ -40,7 +40,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from rewardgauge.data.io import iter_rows
 from rewardgauge.data.records import PreferencePair, Prompt
@@ -53,6 +53,10 @@ from rewardgauge.data.validate import (
     show,
 )
 from rewardgauge.errors import InputError
+
+# How a converted hh-rlhf prompt is stored: a list of chat messages, or the raw text.
+PromptFormat = Literal["messages", "text"]
+PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
 
 HH_HUMAN = "\n\nHuman:"
 HH_ASSISTANT = "\n\nAssistant:"
@@ -118,7 +122,7 @@ def hh_prompt_messages(prompt: str) -> list[dict[str, str]]:
     return messages
 
 
-def hh_rlhf_pairs(rows: NumberedRows, *, path: Any = None, prompt_format: Literal["messages", "text"] = "messages",
+def hh_rlhf_pairs(rows: NumberedRows, *, path: Any = None, prompt_format: PromptFormat = "messages",
                   source: str = "hh-rlhf", id_prefix: str = "hh-rlhf:",
                   columns: Mapping[str, str] | None = None) -> tuple[list[PreferencePair], Counter]:
     """PreferencePairs from hh-rlhf rows ``{"chosen": transcript, "rejected": transcript}``.
@@ -127,8 +131,8 @@ def hh_rlhf_pairs(rows: NumberedRows, *, path: Any = None, prompt_format: Litera
     (the verbatim transcript prefix). ids are ``id_prefix + line``. ``columns`` maps ``chosen`` /
     ``rejected`` to other column names. Other columns are ignored.
     """
-    if prompt_format not in ("messages", "text"):
-        raise InputError(f"must be 'messages' or 'text', got {prompt_format!r}", field="prompt_format")
+    if prompt_format not in PROMPT_FORMATS:
+        raise InputError(f"must be one of {list(PROMPT_FORMATS)}, got {prompt_format!r}", field="prompt_format")
     pairs: list[PreferencePair] = []
     skipped: Counter = Counter()
     for line, row in rows:
@@ -287,7 +291,7 @@ def multi_aspect_overall_pairs(rows: NumberedRows, *, path: Any = None, weights:
     return pairs, skipped
 
 
-def load_hh_rlhf(path: str | os.PathLike, *, prompt_format: Literal["messages", "text"] = "messages",
+def load_hh_rlhf(path: str | os.PathLike, *, prompt_format: PromptFormat = "messages",
                  columns: Mapping[str, str] | None = None,
                  split: str | None = None) -> tuple[list[PreferencePair], Counter]:
     """``hh_rlhf_pairs`` over a local file or ``datasets`` source; ids are ``{file stem}:{line}``."""

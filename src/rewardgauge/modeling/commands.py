@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import Literal
 
 from rewardgauge.cli import group
 from rewardgauge.config import add_config_args, config_from_args
 from rewardgauge.errors import InputError
+from rewardgauge.modeling.presets import Preset
 
 
 @dataclass
@@ -16,7 +16,7 @@ class ModelInitConfig:
     corpus: list[str] = field(metadata={"help": "JSONL file(s), comma-separated, whose prompt/chosen/rejected/"
                                                 "response texts give the vocabulary"})
     out: str = field(metadata={"help": "output folder (model + tokenizer, loadable with AutoModelForCausalLM)"})
-    preset: Literal["tiny", "small"] = field(default="small", metadata={
+    preset: Preset = field(default="small", metadata={
         "help": "tiny: hidden 128, 4 layers (~0.9M params); small: hidden 256, 4 layers (~3M params)"})
     seed: int = field(default=0, metadata={"help": "initialisation seed"})
     min_count: int = field(default=1, metadata={"help": "words seen fewer times map to <unk>"})

@@ -12,13 +12,8 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 from rewardgauge.errors import InputError
 from rewardgauge.io import atomic_dir, iter_jsonl
 from rewardgauge.modeling.loading import quiet_transformers
+from rewardgauge.modeling.presets import PRESETS
 from rewardgauge.modeling.tokenizer import SPECIAL_TOKENS, build_word_tokenizer
-
-# hidden size, layers, attention heads, MLP width: about 0.9M and 3.1M parameters with a 200-word vocabulary.
-PRESETS: dict[str, dict[str, int]] = {
-    "tiny": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 384},
-    "small": {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 640},
-}
 
 # Fields of lab / data records that hold text the model must be able to spell.
 TEXT_FIELDS = ("prompt", "chosen", "rejected", "response", "text")

@@ -8,10 +8,12 @@ with a larger spread does not dominate the mean or the minimum.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 
-AGGREGATORS = ("mean", "min", "mean_minus_std", "quantile")
+Aggregator = Literal["mean", "min", "mean_minus_std", "quantile"]
+AGGREGATORS: tuple[str, ...] = get_args(Aggregator)
 
 
 def normalise(members: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

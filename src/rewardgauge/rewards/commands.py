@@ -6,10 +6,10 @@ import argparse
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 from rewardgauge.cli import group
 from rewardgauge.config import add_config_args, config_from_args
+from rewardgauge.rewards.aggregators import Aggregator
 
 
 @dataclass
@@ -23,10 +23,10 @@ class RMEvalConfig:
     fail_on_bars: bool = field(default=False, metadata={"help": "exit with 1 when a bar fails"})
     batch_size: int = field(default=64, metadata={"help": "scoring batch size"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda if available)"})
-    aggregator: Literal["mean", "min", "mean_minus_std", "quantile"] | None = field(default=None, metadata={
+    aggregator: Aggregator | None = field(default=None, metadata={
         "help": "ensembles: aggregate of the normalised members (default: the one saved in ensemble.json)"})
-    lam: float | None = field(default=None, metadata={"help": "ensembles, mean_minus_std: weight of the std"})
-    quantile: float | None = field(default=None, metadata={"help": "ensembles, quantile aggregator: q in [0, 1]"})
+    lam: float | None = field(default=None, metadata={"help": "ensembles, mean_minus_std: weight of the std (default: the one saved in ensemble.json)"})
+    quantile: float | None = field(default=None, metadata={"help": "ensembles, quantile aggregator: q in [0, 1] (default: the one saved in ensemble.json)"})
 
     def validate(self) -> None:
         if self.batch_size < 1:

@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 
@@ -47,7 +48,8 @@ from rewardgauge.rewards.base import Meta, RewardModel, Scores
 from rewardgauge.rewards.hf import RewardModelInfo, encode_batch, token_length
 
 ENSEMBLE_FILE = "ensemble.json"
-FORMS = ("independent", "shared", "lora")
+EnsembleForm = Literal["independent", "shared", "lora"]
+FORMS: tuple[str, ...] = get_args(EnsembleForm)
 FORMAT_VERSION = 1
 # Where each form keeps its members, relative to the ensemble folder.
 MEMBERS_DIR, SHARED_DIR, BASE_DIR, ADAPTERS_DIR = "members", "model", "base", "adapters"

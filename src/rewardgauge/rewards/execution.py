@@ -105,3 +105,11 @@ def _user_text(prompt: Prompt) -> str:
         return prompt
     users = [m.get("content", "") for m in prompt if m.get("role") == "user"]
     return users[-1] if users else ""
+
+
+def task_prompts(path) -> list[tuple[str, dict]]:
+    """``(prompt, {"task_id": ...})`` of each task in a code-task file: only what the policy may see
+    (``Task.public``), never the hidden tests."""
+    from rewardgauge.sandbox.tasks import load_tasks
+
+    return [(t.public()["prompt"], {"task_id": t.task_id}) for t in load_tasks(path)]

@@ -1,5 +1,6 @@
-"""Load any reward source by spec: a saved reward-model folder (or hub name), an ensemble folder, or a named
-reward that an installed package registers in the ``rewardgauge.rewards`` entry-point group.
+"""Load any reward source by spec: a saved reward-model folder (or hub name), an ensemble folder, a DPO run
+folder (its implicit reward), execution against the hidden tests of a code-task file (``exec:TASKS.jsonl``),
+or a named reward that an installed package registers in the ``rewardgauge.rewards`` entry-point group.
 
 Named rewards come from entry points so that this layer imports nothing above it: the lab registers its gold
 reward as ``lab-gold`` (see pyproject.toml), and anything that loads a reward by spec (the CLI, RL recipes,
@@ -16,6 +17,7 @@ from rewardgauge.errors import InputError
 from rewardgauge.rewards.base import RewardModel
 
 ENTRY_POINT_GROUP = "rewardgauge.rewards"
+DPO_FILE = "dpo.json"  # marks a DPO run folder: {"beta": ..., "reference": ...} (see rewards/dpo.py)
 
 
 def named_rewards() -> dict[str, EntryPoint]:
@@ -26,7 +28,14 @@ def named_rewards() -> dict[str, EntryPoint]:
 def load_reward_model(spec: str, device: str | None = None, batch_size: int = 64, *, aggregator: str | None = None,
                       lam: float | None = None, q: float | None = None) -> RewardModel:
     """``aggregator``/``lam``/``q`` override an ensemble's saved aggregate; they are an error for anything else."""
+    if isinstance(spec, str) and spec.startswith("exec:"):
+        from rewardgauge.rewards.execution import ExecutionReward
+        from rewardgauge.sandbox.tasks import load_tasks
+        return ExecutionReward(load_tasks(spec[len("exec:"):]))
     path = Path(spec)
+    if (path / DPO_FILE).is_file():
+        from rewardgauge.rewards.dpo import DPOImplicitReward
+        return DPOImplicitReward.from_pretrained(path, device=device, batch_size=batch_size)
     if (path / "ensemble.json").is_file():
         from rewardgauge.rewards.ensemble import EnsembleRewardModel
         return EnsembleRewardModel.from_pretrained(path, aggregator=aggregator, lam=lam, q=q, device=device,

@@ -13,9 +13,10 @@ from typing import Literal
 from rewardgauge.cli import group
 from rewardgauge.config import add_config_args, config_from_args
 from rewardgauge.errors import InputError
+from rewardgauge.sandbox.core import Backend
+from rewardgauge.sandbox.tasks import TaskFormat
 
-Backend = Literal["auto", "bwrap", "landlock", "rlimits"]
-TaskFormat = Literal["auto", "native", "humaneval", "mbpp"]
+BackendChoice = Literal["auto", Backend]  # auto: the strongest that works here
 
 
 @dataclass
@@ -34,7 +35,7 @@ class TasksEvalConfig:
     workers: int = field(default=0, metadata={"help": "parallel executions (0: one per CPU)"})
     timeout: float = field(default=10.0, metadata={"help": "wall-clock seconds per execution"})
     memory_mb: int = field(default=512, metadata={"help": "address-space limit per execution, MiB"})
-    backend: Backend = field(default="auto", metadata={"help": "sandbox backend (auto: the strongest that works)"})
+    backend: BackendChoice = field(default="auto", metadata={"help": "sandbox backend (auto: the strongest that works)"})
     allow_unsafe: bool = field(default=False, metadata={
         "help": "allow the weak rlimits-only backend when running as root"})
     allow_incomplete: bool = field(default=False, metadata={
@@ -69,7 +70,7 @@ class SandboxRunConfig:
     file: str = field(metadata={"help": "Python file to run in the sandbox"})
     timeout: float = field(default=10.0, metadata={"help": "wall-clock seconds"})
     memory_mb: int = field(default=512, metadata={"help": "address-space limit, MiB"})
-    backend: Backend = field(default="auto", metadata={"help": "sandbox backend (auto: the strongest that works)"})
+    backend: BackendChoice = field(default="auto", metadata={"help": "sandbox backend (auto: the strongest that works)"})
     allow_unsafe: bool = field(default=False, metadata={"help": "allow the rlimits-only backend as root"})
     json: bool = field(default=False, metadata={"help": "print the whole result as one JSON line instead"})
 

@@ -46,12 +46,14 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import Literal, get_args
 
 from rewardgauge.sandbox import layers
 
 log = logging.getLogger("rewardgauge.sandbox")
 
-BACKENDS = ("bwrap", "landlock", "rlimits")
+Backend = Literal["bwrap", "landlock", "rlimits"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 _MiB = 1 << 20
 # After the main process exits, how long leaked children may keep the pipes open before being killed.
 _EXIT_GRACE_S = 0.25

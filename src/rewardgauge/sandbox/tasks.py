@@ -29,13 +29,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from rewardgauge.errors import InputError
 from rewardgauge.io import iter_jsonl
 from rewardgauge.sandbox.core import Limits, Sandbox
 
-TASK_FORMATS = ("auto", "native", "humaneval", "mbpp")
+TaskFormat = Literal["auto", "native", "humaneval", "mbpp"]
+TASK_FORMATS: tuple[str, ...] = get_args(TaskFormat)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""``rewardgauge sft`` and ``rewardgauge rm train``."""
+"""``rewardgauge sft``, ``rewardgauge rm train``, ``rewardgauge dpo`` and ``rewardgauge rl``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 
 from rewardgauge.cli import group
 from rewardgauge.config import add_config_args, config_from_args
+from rewardgauge.train.config import DPOConfig, RLConfig
 from rewardgauge.train.reward import RewardTrainConfig
 from rewardgauge.train.sft import SFTConfig
 
@@ -53,6 +54,30 @@ def _sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dpo(args: argparse.Namespace) -> int:
+    from rewardgauge.train.dpo import run_dpo
+
+    cfg = config_from_args(DPOConfig, args)
+    result = run_dpo(cfg)
+    if _is_main():
+        print(_summary(result, cfg.out) + f"; load it as a reward model: rewardgauge rm eval --model {cfg.out} ...")
+    return 0
+
+
+def _rl(args: argparse.Namespace) -> int:
+    from rewardgauge.train.rl import run_rl
+
+    cfg = config_from_args(RLConfig, args)
+    result = run_rl(cfg)
+    if _is_main():
+        last = result.last_metrics
+        shown = " ".join(f"{k}={last[k]:.4g}" for k in ("reward_mean", "gold_mean", "kl_k3", "response_length")
+                         if last.get(k) is not None)
+        rate = result.examples / result.seconds if result.seconds else 0.0
+        print(f"wrote {cfg.out}: {result.steps} steps, {rate:.1f} samples/s; last step {shown}".rstrip())
+    return 0
+
+
 def _is_main() -> bool:
     import os
 
@@ -82,3 +107,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "model and tokenizer (safetensors), config.yaml, metrics.jsonl and checkpoints/ to --out.")
     add_config_args(p, SFTConfig)
     p.set_defaults(func=_sft)
+
+    p = sub.add_parser(
+        "dpo", help="direct preference optimisation (DPO, IPO, conservative DPO)",
+        description="Train a causal LM on PreferencePair JSONL against a frozen reference (default: its own "
+                    "starting weights), whose log-probabilities are computed once before training. Losses: "
+                    "sigmoid (DPO), ipo, conservative (label smoothing). Writes the policy (safetensors), "
+                    "dpo.json, config.yaml, metrics.jsonl and checkpoints/ to --out; the folder loads as a "
+                    "reward model (the implicit reward beta * log(pi / pi_ref)) wherever one is accepted. "
+                    "Runs unchanged under torchrun.")
+    add_config_args(p, DPOConfig)
+    p.set_defaults(func=_dpo)
+
+    p = sub.add_parser(
+        "rl", help="optimise a policy against a reward: GRPO, Dr. GRPO, RLOO or PPO with KL control",
+        description="Optimise a causal LM against any reward source (a reward-model, ensemble or DPO folder, "
+                    "lab-gold, exec:TASKS.jsonl, or a weighted sum) on a prompt file, with KL to a frozen "
+                    "reference (k1/k2/k3, in the loss or the reward, fixed or adaptive). Options are grouped "
+                    "in sections: --policy.*, --generation.*, --kl.*, --reward.*, --value.* (PPO). Writes the "
+                    "policy (safetensors), rl.json, config.yaml, metrics.jsonl (reward, each component, gold, "
+                    "KL, entropy, length, clip fraction per step), samples.jsonl and checkpoints/ to --out; "
+                    "--resume continues an interrupted run to the same metrics. Runs unchanged under torchrun.")
+    add_config_args(p, RLConfig)
+    p.set_defaults(func=_rl)

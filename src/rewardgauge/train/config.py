@@ -1,17 +1,65 @@
-"""Config dataclasses of the training recipes (no torch here, so the CLI builds its parser quickly).
+"""Config dataclasses of the training recipes.
 
-A YAML file given with ``--config`` maps one-to-one onto these fields; flags override it.
+A YAML file given with ``--config`` maps one-to-one onto these fields; flags override it. Each set of allowed
+values is a ``Literal`` declared once; code that needs the tuple takes ``get_args`` of it.
+
+Fields whose metadata says ``resume_may_differ`` change neither the result nor the data a run reads
+(progress bars, logging, checkpoint cadence, trackers), so ``--resume`` accepts a different value for them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
+
+from rewardgauge.losses import KLEstimator, TokenAggregation
+from rewardgauge.modeling.logprobs import Layout
+from rewardgauge.rewards.aggregators import Aggregator
+from rewardgauge.rewards.ensemble import EnsembleForm
+
+Schedule = Literal["cosine", "linear", "constant"]
+MixedPrecision = Literal["no", "bf16", "fp16"]
+ReportTo = Literal["none", "tensorboard", "trackio", "wandb"]
+Loss = Literal["bt", "margin", "soft", "multi"]
+Subset = Literal["bootstrap", "disjoint", "full"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+REPORT_TO: tuple[str, ...] = get_args(ReportTo)
+LOSSES: tuple[str, ...] = get_args(Loss)
+SUBSETS: tuple[str, ...] = get_args(Subset)
 
 
 @dataclass(kw_only=True)
-class LoopConfig:
-    """Options every training recipe shares; a recipe's config dataclass extends this one."""
+class RunConfig:
+    """Options of the run directory (``rewardgauge.train.rundir``): resume, checkpoints, metrics, trackers."""
+
+    resume: bool = field(default=False, metadata={
+        "resume_may_differ": True,
+        "help": "continue from the latest checkpoint in the output folder (without it, a new run replaces "
+                "the checkpoints and metrics found there)"})
+    save_every: int = field(default=100, metadata={
+        "resume_may_differ": True, "help": "checkpoint every N steps (and at the end); 0 = only at the end"})
+    keep_checkpoints: int = field(default=1, metadata={
+        "resume_may_differ": True, "help": "how many recent checkpoints to keep"})
+    log_every: int = field(default=10, metadata={
+        "resume_may_differ": True,
+        "help": "bring metrics to the CPU every N steps (each step still gets a line; with callbacks, every step)"})
+    report_to: ReportTo = field(default="none", metadata={
+        "resume_may_differ": True,
+        "help": "also send each step's metrics to a tracker: tensorboard (event files in OUT/tensorboard), "
+                "trackio or wandb (each needs its package: pip install 'rewardgauge[tensorboard]' ...)"})
+    progress: bool = field(default=True, metadata={"resume_may_differ": True, "help": "show a progress bar"})
+
+    def validate(self) -> None:
+        for name in ("log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.save_every < 0:
+            raise ValueError(f"save_every must not be negative, got {self.save_every}")
+
+
+@dataclass(kw_only=True)
+class LoopConfig(RunConfig):
+    """Options every training recipe on ``train.loop.fit`` shares; a recipe's config dataclass extends this one."""
 
     seed: int = field(default=0, metadata={"help": "seed for initialisation and batch order"})
     epochs: int = field(default=1, metadata={"help": "passes over the data (when max_steps is 0)"})
@@ -21,26 +69,24 @@ class LoopConfig:
     lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay on matrices (not norms, biases)"})
     warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps with linear warm-up"})
-    schedule: Literal["cosine", "linear", "constant"] = field(
+    schedule: Schedule = field(
         default="cosine", metadata={"help": "learning-rate decay after warm-up"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "clip the gradient norm to this; 0 = no clipping"})
     bucket: bool = field(default=True, metadata={
         "help": "group examples of similar length into batches (less padding; batch order stays random)"})
-    save_every: int = field(default=100, metadata={"help": "checkpoint every N steps (and at the end); 0 = only at the end"})
-    keep_checkpoints: int = field(default=1, metadata={"help": "how many recent checkpoints to keep"})
-    log_every: int = field(default=10, metadata={"help": "bring metrics to the CPU every N steps (each step still gets a line)"})
-    resume: bool = field(default=False, metadata={
-        "help": "continue from the latest checkpoint in the output folder (without it, a new run replaces "
-                "the checkpoints and metrics found there)"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    skip_nonfinite: bool = field(default=False, metadata={
+        "resume_may_differ": True,
+        "help": "skip a step whose loss or gradient is not finite (counted as nonfinite_skipped in the metrics) "
+                "instead of stopping the run there"})
     cpu: bool = field(default=False, metadata={"help": "train on the CPU even when a GPU is present"})
-    mixed_precision: Literal["no", "bf16", "fp16"] = field(default="no", metadata={"help": "autocast precision"})
+    mixed_precision: MixedPrecision = field(default="no", metadata={"help": "autocast precision"})
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_size", "grad_accum", "log_every", "keep_checkpoints"):
+        super().validate()
+        for name in ("epochs", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_steps", "save_every", "weight_decay", "max_grad_norm"):
+        for name in ("max_steps", "weight_decay", "max_grad_norm"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -58,7 +104,7 @@ class RewardTrainConfig(LoopConfig):
     out: str = field(metadata={"help": "output folder: the reward model, metrics.jsonl, checkpoints/"})
     eval_data: str | None = field(default=None, metadata={"help": "held-out pairs: accuracy at the end (and every eval_every steps)"})
     eval_every: int = field(default=0, metadata={"help": "evaluate on eval_data every N steps; 0 = only at the end"})
-    loss: Literal["bt", "margin", "soft", "multi"] = field(default="bt", metadata={
+    loss: Loss = field(default="bt", metadata={
         "help": "bt: -log σ(Δ); margin: -log σ(Δ - m) with each pair's margin; soft: cross-entropy against the "
                 "vote fraction; multi: one output per aspect, soft BT on per-aspect labels"})
     aspects: list[str] = field(default_factory=list, metadata={
@@ -73,11 +119,11 @@ class RewardTrainConfig(LoopConfig):
     members: int = field(default=1, metadata={
         "help": "ensemble members K; 1 trains one reward model, K > 1 writes an ensemble folder (ensemble.json) "
                 "that loads as one reward model; under torchrun the independent/lora members fan out, one per process"})
-    ensemble_form: Literal["independent", "shared", "lora"] = field(default="independent", metadata={
+    ensemble_form: EnsembleForm = field(default="independent", metadata={
         "help": "independent: K full models (most diverse, K x the scoring cost); shared: one backbone with K "
                 "heads (about one model's cost); lora: K LoRA adapters with their own heads on one frozen base "
                 "(needs peft)"})
-    subset: Literal["bootstrap", "disjoint", "full"] = field(default="bootstrap", metadata={
+    subset: Subset = field(default="bootstrap", metadata={
         "help": "each member's pairs: bootstrap (N draws with replacement), disjoint (a 1/K shard), full (all "
                 "pairs; members differ by seed only)"})
     member_models: list[str] = field(default_factory=list, metadata={
@@ -86,7 +132,7 @@ class RewardTrainConfig(LoopConfig):
                 "they must share one tokenizer; default: every member starts from --model"})
     lora_rank: int = field(default=8, metadata={"help": "lora form: adapter rank r"})
     lora_alpha: float = field(default=16.0, metadata={"help": "lora form: adapter scale alpha (update = alpha/r * BA)"})
-    aggregator: Literal["mean", "min", "mean_minus_std", "quantile"] = field(default="min", metadata={
+    aggregator: Aggregator = field(default="min", metadata={
         "help": "the ensemble's default aggregate of normalised member rewards: mean, min (worst case), "
                 "mean_minus_std (mean - lam * std) or quantile (the q-quantile)"})
     lam: float = field(default=1.0, metadata={"help": "mean_minus_std: weight of the members' std"})
@@ -140,3 +186,211 @@ class SFTConfig(LoopConfig):
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
 
 
+
+
+DPOLoss = Literal["sigmoid", "ipo", "conservative"]
+DPO_LOSSES: tuple[str, ...] = get_args(DPOLoss)
+
+
+@dataclass(kw_only=True)
+class DPOConfig(LoopConfig):
+    """``rewardgauge dpo``: direct preference optimisation of a causal LM against a frozen reference."""
+
+    model: str = field(metadata={"help": "HF causal LM folder or hub name: the policy to start from (e.g. the SFT model)"})
+    data: str = field(metadata={"help": "preference pairs (JSONL of PreferencePair)"})
+    out: str = field(metadata={"help": "output folder: the policy, dpo.json, metrics.jsonl, checkpoints/"})
+    ref_model: str | None = field(default=None, metadata={
+        "help": "the frozen reference (default: --model, the policy's starting weights)"})
+    loss: DPOLoss = field(default="sigmoid", metadata={
+        "help": "sigmoid: -log σ(β h) (DPO); ipo: (h - 1/(2β))² (IPO); conservative: sigmoid DPO with label "
+                "smoothing ε (labels assumed flipped with probability ε)"})
+    beta: float = field(default=0.1, metadata={"help": "β: strength of the pull towards the reference"})
+    label_smoothing: float = field(default=0.1, metadata={"help": "conservative: ε in [0, 0.5)"})
+    max_length: int = field(default=512, metadata={"help": "tokens of prompt + response; responses are cut at the end"})
+    max_prompt_length: int = field(default=256, metadata={"help": "prompts keep their last N tokens"})
+    layout: Layout = field(default="packed", metadata={
+        "help": "how pairs go through the model (same loss, different work): packed (the prompt once, then "
+                "chosen and rejected, one unpadded sequence per batch), shared (the prompt once, responses on "
+                "its KV cache), plain (prompt + response rows, the prompt twice)"})
+    lr: float = field(default=1e-5, metadata={"help": "peak learning rate (AdamW); ~5e-7 for large pretrained models"})
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.beta > 0:
+            raise ValueError(f"beta must be positive, got {self.beta}")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if self.max_prompt_length < 1 or self.max_length <= self.max_prompt_length:
+            raise ValueError(f"need 1 <= max_prompt_length < max_length, got {self.max_prompt_length}, {self.max_length}")
+
+
+Algo = Literal["grpo", "dr_grpo", "rloo", "ppo"]
+ALGOS: tuple[str, ...] = get_args(Algo)
+KLPlacement = Literal["loss", "reward"]
+GenerationBackendName = Literal["torch", "vllm"]
+
+
+@dataclass(kw_only=True)
+class PolicySection:
+    """``policy.*``: the model being optimised, its reference, and its optimizer."""
+
+    model: str = field(metadata={"help": "HF causal LM folder or hub name to start from (e.g. the SFT model)"})
+    ref_model: str | None = field(default=None, metadata={
+        "help": "the frozen reference of the KL term (default: policy.model, the starting weights)"})
+    lr: float = field(default=1e-5, metadata={"help": "learning rate (AdamW)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay on matrices"})
+    schedule: Schedule = field(default="constant", metadata={"help": "learning-rate decay after warm-up"})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "fraction of optimizer steps with linear warm-up"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "clip the gradient norm; 0 = no clipping"})
+    max_prompt_length: int = field(default=256, metadata={"help": "prompts keep their last N tokens"})
+
+    def validate(self) -> None:
+        if not self.lr > 0 or self.weight_decay < 0 or self.max_grad_norm < 0 or not 0 <= self.warmup_ratio < 1:
+            raise ValueError("need lr > 0, weight_decay >= 0, max_grad_norm >= 0 and 0 <= warmup_ratio < 1")
+        if self.max_prompt_length < 1:
+            raise ValueError(f"max_prompt_length must be at least 1, got {self.max_prompt_length}")
+
+
+@dataclass(kw_only=True)
+class GenerationSection:
+    """``generation.*``: how responses are sampled."""
+
+    group_size: int = field(default=8, metadata={"help": "G: responses sampled per prompt (grpo, dr_grpo, rloo need >= 2)"})
+    max_new_tokens: int = field(default=64, metadata={"help": "longest response; longer ones are cut"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (the loss uses the same)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling: smallest set of tokens reaching p"})
+    top_k: int = field(default=0, metadata={"help": "sample among the k likeliest tokens; 0 = all"})
+    backend: GenerationBackendName = field(default="torch", metadata={
+        "help": "torch: rewardgauge's KV-cache sampler on the live policy; vllm: a vLLM engine (GPU extra)"})
+
+    def validate(self) -> None:
+        if self.group_size < 1 or self.max_new_tokens < 1 or self.top_k < 0:
+            raise ValueError("need group_size >= 1, max_new_tokens >= 1 and top_k >= 0")
+        if not self.temperature > 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"need temperature > 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+
+
+@dataclass(kw_only=True)
+class KLSection:
+    """``kl.*``: the pull towards the reference, β · KL(π || π_ref)."""
+
+    coef: float = field(default=0.0, metadata={"help": "β, the KL coefficient (the initial one when kl.target is set)"})
+    estimator: KLEstimator = field(default="k3", metadata={
+        "help": "per-token estimate of KL: k1 = log π/π_ref, k2 = ½ (log π/π_ref)², k3 = π_ref/π - 1 - log π_ref/π"})
+    placement: KLPlacement = field(default="loss", metadata={
+        "help": "loss: β·KL added to the per-token loss (GRPO); reward: -β·KL paid per token in the reward "
+                "(PPO-RLHF; for grpo/rloo the summed penalty enters the response's reward)"})
+    target: float | None = field(default=None, metadata={
+        "help": "adaptive controller (Ziegler et al. 2019): β moves to keep the response KL near this many nats"})
+    horizon: int = field(default=10000, metadata={"help": "adaptive controller: horizon of the β update"})
+    measure: bool = field(default=True, metadata={
+        "help": "compute the reference's log-probabilities to log kl_k1/k2/k3 even when coef is 0"})
+
+    def validate(self) -> None:
+        if self.coef < 0 or (self.target is not None and not self.target > 0) or self.horizon < 1:
+            raise ValueError("need kl.coef >= 0, kl.target > 0 (or unset) and kl.horizon >= 1")
+
+
+@dataclass(kw_only=True)
+class RewardSection:
+    """``reward.*``: what the policy is optimised against, and the gold it is checked against."""
+
+    models: list[str] = field(metadata={
+        "help": "reward sources, comma-separated: a reward-model folder or hub name, an ensemble folder, a DPO "
+                "run folder (its implicit reward), lab-gold, exec:TASKS.jsonl (hidden tests in the sandbox); "
+                "several are summed with reward.weights"})
+    weights: list[float] = field(default_factory=list, metadata={"help": "one weight per reward source (default 1 each)"})
+    aggregator: Aggregator | None = field(default=None, metadata={
+        "help": "ensembles: min, mean, mean_minus_std or quantile (default: the ensemble's saved one)"})
+    lam: float | None = field(default=None, metadata={"help": "mean_minus_std: weight of the members' std"})
+    quantile: float | None = field(default=None, metadata={"help": "quantile aggregator: q in [0, 1]"})
+    batch_size: int = field(default=64, metadata={"help": "responses per reward-model forward"})
+    gold: str = field(default="auto", metadata={
+        "help": "a reward source scored on the same samples and only logged (gold_* metrics): auto = the lab's "
+                "gold reward when the prompts come from `rewardgauge lab data`, none = nothing"})
+
+    def validate(self) -> None:
+        if not self.models:
+            raise ValueError("reward.models: give at least one reward source")
+        if self.weights and len(self.weights) != len(self.models):
+            raise ValueError(f"reward.weights: {len(self.weights)} weights for {len(self.models)} reward sources")
+        if self.batch_size < 1:
+            raise ValueError(f"reward.batch_size must be at least 1, got {self.batch_size}")
+
+
+@dataclass(kw_only=True)
+class ValueSection:
+    """``value.*``: PPO's value model and generalised advantage estimation."""
+
+    model: str | None = field(default=None, metadata={
+        "help": "where the value model starts (default: policy.model with a fresh scalar head per token)"})
+    coef: float = field(default=0.1, metadata={"help": "weight of the value loss in the total loss"})
+    clip: float = field(default=0.2, metadata={"help": "value clipping range around the rollout's values"})
+    gamma: float = field(default=1.0, metadata={"help": "discount γ"})
+    lam: float = field(default=0.95, metadata={"help": "GAE λ"})
+
+    def validate(self) -> None:
+        if self.coef < 0 or self.clip <= 0 or not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
+            raise ValueError("need value.coef >= 0, value.clip > 0, 0 <= value.gamma, value.lam <= 1")
+
+
+@dataclass(kw_only=True)
+class RLConfig(RunConfig):
+    """``rewardgauge rl``: optimise a policy against any reward source with GRPO, Dr. GRPO, RLOO or PPO."""
+
+    algo: Algo = field(default="grpo", metadata={
+        "help": "grpo: group-normalised advantages; dr_grpo: no std and no length normalisation (Liu et al. "
+                "2025); rloo: leave-one-out baseline; ppo: value model + GAE"})
+    prompts: str = field(metadata={"help": "prompts (JSONL with a 'prompt' field) or a code-task file (MBPP...)"})
+    out: str = field(metadata={"help": "output folder: the policy, config.yaml, metrics.jsonl, samples.jsonl, checkpoints/"})
+    seed: int = field(default=0, metadata={"help": "seed of the prompt order and of sampling"})
+    steps: int = field(default=100, metadata={"help": "RL steps (each: sample, score, update)"})
+    prompts_per_step: int = field(default=8, metadata={"help": "prompts per step over all processes (each sampled G times)"})
+    epochs_per_step: int = field(default=1, metadata={"help": "passes over a step's rollouts (PPO epochs)"})
+    minibatches: int = field(default=1, metadata={"help": "optimizer steps per pass (the rollouts split by group)"})
+    clip_low: float = field(default=0.2, metadata={"help": "ε_low: the ratio's lower clip at 1 - ε_low"})
+    clip_high: float | None = field(default=None, metadata={
+        "help": "ε_high: the upper clip at 1 + ε_high (default ε_low; DAPO's clip-higher uses 0.28)"})
+    loss_aggregation: TokenAggregation | None = field(default=None, metadata={
+        "help": "per-token loss to scalar: token-mean (DAPO, TRL's default), seq-mean-token-mean (GRPO paper), "
+                "seq-mean-token-sum, seq-mean-token-sum-norm (Dr. GRPO); default: dr_grpo's for dr_grpo, else token-mean"})
+    layout: Layout = field(default="packed", metadata={
+        "help": "how prompts and responses go through the model in the training and no-grad forwards (same "
+                "numbers, different work): packed (each prompt once, its G responses after it, no padding: "
+                "Prefix Grouper), shared (prompts once, responses on their KV cache), plain (prompt + response "
+                "rows: each prompt G times)"})
+    micro_batch_tokens: int = field(default=2048, metadata={
+        "help": "forwards run on micro-batches of responses of similar length, each at most about this many "
+                "tokens (gradients add up to the whole minibatch's; lower it to save memory)"})
+    samples_per_step: int = field(default=8, metadata={"help": "rollouts per logged step written to samples.jsonl"})
+    samples_every: int = field(default=1, metadata={"help": "write samples every N steps"})
+    samples_max: int = field(default=5000, metadata={"help": "cap on samples.jsonl lines"})
+    policy: PolicySection
+    generation: GenerationSection = field(default_factory=GenerationSection)
+    kl: KLSection = field(default_factory=KLSection)
+    reward: RewardSection
+    value: ValueSection = field(default_factory=ValueSection)
+    cpu: bool = field(default=False, metadata={"help": "train on the CPU even when a GPU is present"})
+    mixed_precision: MixedPrecision = field(default="no", metadata={"help": "autocast precision"})
+
+    def validate(self) -> None:
+        super().validate()
+        if self.steps < 1 or self.prompts_per_step < 1 or self.epochs_per_step < 1 or self.minibatches < 1:
+            raise ValueError("need steps, prompts_per_step, epochs_per_step and minibatches >= 1")
+        if self.algo in ("grpo", "dr_grpo", "rloo") and self.generation.group_size < 2:
+            raise ValueError(f"{self.algo} compares the responses to one prompt: generation.group_size must be at "
+                             f"least 2, got {self.generation.group_size}")
+        if self.prompts_per_step % self.minibatches:
+            raise ValueError(f"minibatches ({self.minibatches}) must divide prompts_per_step ({self.prompts_per_step})")
+        if not 0 < self.clip_low < 1 or (self.clip_high is not None and not self.clip_high > 0):
+            raise ValueError("need 0 < clip_low < 1 and clip_high > 0")
+        if self.micro_batch_tokens < 1:
+            raise ValueError(f"micro_batch_tokens must be at least 1, got {self.micro_batch_tokens}")
+        if self.samples_per_step < 0 or self.samples_every < 1 or self.samples_max < 0:
+            raise ValueError("need samples_per_step >= 0, samples_every >= 1, samples_max >= 0")
+
+    @property
+    def aggregation(self) -> str:
+        if self.loss_aggregation is not None:
+            return self.loss_aggregation
+        return "seq-mean-token-sum-norm" if self.algo == "dr_grpo" else "token-mean"

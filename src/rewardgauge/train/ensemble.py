@@ -8,21 +8,21 @@ the policy improve only where they agree (Coste et al. 2023: up to +70 % gold re
 al. 2023), so the forms trade diversity for cost: independent > lora > shared.
 
 Fan-out: under ``torchrun --nproc_per_node N`` the independent and lora forms give member k to process
-k % N; each process trains its members alone (no DDP between members, each on its own GPU where there are
-GPUs), then all processes meet, and process 0 writes ``ensemble.json``. The shared form is one model, so
+k % N; each process trains its members alone, in a child process outside the torchrun world (no DDP between
+members, each on its own GPU where there are GPUs), then all processes meet, and process 0 writes
+``ensemble.json``. The shared form is one model, so
 under torchrun it simply trains data-parallel. Without torchrun, members train one after another.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import re
 import shutil
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,8 +43,9 @@ from rewardgauge.rewards.ensemble import (
     reference_stats,
 )
 from rewardgauge.rewards.hf import INFO_FILE, HFRewardModel, RewardModelInfo
-from rewardgauge.train.config import RewardTrainConfig
+from rewardgauge.train.config import SUBSETS, RewardTrainConfig
 from rewardgauge.train.reward import train_reward_model
+from rewardgauge.train.rundir import RunDir
 
 
 def member_weights(n: int, k: int, subset: str, seed: int) -> np.ndarray:
@@ -66,7 +67,7 @@ def member_weights(n: int, k: int, subset: str, seed: int) -> np.ndarray:
     if subset == "bootstrap":
         return np.stack([np.bincount(np.random.default_rng([seed, j]).integers(0, n, n), minlength=n)
                          for j in range(k)])
-    raise ValueError(f"unknown subset {subset!r} (known: bootstrap, disjoint, full)")
+    raise ValueError(f"unknown subset {subset!r} (known: {', '.join(SUBSETS)})")
 
 
 def reference_set(pairs: Sequence[PreferencePair], size: int, seed: int) -> tuple[list, list[str]]:
@@ -120,26 +121,6 @@ def _summary(name: str, seed: int, weights: np.ndarray, result, subset: str, own
             "seconds": round(result.seconds, 2), **last}
 
 
-@contextlib.contextmanager
-def _alone(local_rank: int) -> Iterator[None]:
-    """Train as if this were the only process: accelerate decides on DDP from these variables. On a GPU
-    machine the process keeps its own device (accelerate then uses the current one)."""
-    keys = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")
-    os.environ.pop("LOCAL_RANK", None)
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _all_gather(obj, rank: int, world: int) -> list:
     """Every process's ``obj``, in rank order; also the barrier before process 0 writes ``ensemble.json``."""
     from datetime import timedelta
@@ -164,17 +145,22 @@ def _prune(parent: Path, keep: Sequence[str]) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def train_ensemble(cfg: RewardTrainConfig) -> EnsembleRun:
-    """Train ``cfg.members`` members in ``cfg.ensemble_form`` into ``cfg.out``; ``ensemble.json`` is written
-    last, so a folder without it is incomplete."""
-    import yaml
+@dataclass
+class _Plan:
+    """Everything the members are trained from, derived from the config alone (so a child process that
+    trains some of the members rebuilds the same plan); building it checks every input."""
 
-    from rewardgauge.config import config_to_dict
-    from rewardgauge.io import write_json_atomic, write_text_atomic
+    pairs: list[PreferencePair]
+    weights: np.ndarray  # [K, n] draws of pair i by member k
+    names: list[str]
+    starts: list[str]  # each member's starting model
+    ref_prompts: list
+    ref_responses: list[str]
+    tokenizer: object  # what every member trains with
 
-    root, form, k = Path(cfg.out), cfg.ensemble_form, cfg.members
-    names = [f"m{i}" for i in range(k)]
-    if form == "lora":
+
+def _plan(cfg: RewardTrainConfig) -> _Plan:
+    if cfg.ensemble_form == "lora":
         try:
             import peft  # noqa: F401
         except ImportError:
@@ -184,53 +170,112 @@ def train_ensemble(cfg: RewardTrainConfig) -> EnsembleRun:
     if not pairs:
         raise InputError("no preference pairs", path=cfg.data, field="data")
     try:
-        weights = member_weights(len(pairs), k, cfg.subset, cfg.seed)
+        weights = member_weights(len(pairs), cfg.members, cfg.subset, cfg.seed)
     except ValueError as e:
         raise InputError(str(e), path=cfg.data, field="subset") from None
     ref_prompts, ref_responses = reference_set(pairs, cfg.reference_size, cfg.seed)
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if rank == 0:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / ENSEMBLE_FILE).unlink(missing_ok=True)
-        resolved = json.loads(json.dumps(config_to_dict(cfg), default=str))  # Path fields become strings
-        write_text_atomic(root / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-        if not cfg.resume:
-            _prune(root / (ADAPTERS_DIR if form == "lora" else MEMBERS_DIR), names)
-    batch = 2 * cfg.batch_size
-    tokenizer = load_tokenizer(cfg.model)  # what every member trains with
-    starts = list(cfg.member_models) or [str(cfg.model)] * k
+    tokenizer = load_tokenizer(cfg.model)
+    starts = list(cfg.member_models) or [str(cfg.model)] * cfg.members
     if cfg.member_models:
         _check_same_tokenizer(tokenizer, starts)
+    return _Plan(pairs, weights, [f"m{i}" for i in range(cfg.members)], starts, ref_prompts, ref_responses,
+                 tokenizer)
+
+
+def _train_members(cfg: RewardTrainConfig, plan: _Plan, indices: Sequence[int],
+                   note: str = "") -> dict[str, tuple[list[float], dict]]:
+    """Train members ``indices`` one after another: {name: (raw rewards on the reference set, summary)}."""
+    parent = Path(cfg.out) / (ADAPTERS_DIR if cfg.ensemble_form == "lora" else MEMBERS_DIR)
+    mine = {}
+    for i in indices:
+        name, seed, w = plan.names[i], cfg.seed + i, plan.weights[i]
+        print(f"member {name} (seed {seed}, {int((w > 0).sum())} distinct of {len(plan.pairs)} pairs){note}",
+              flush=True)
+        out = parent / name
+        subset = [plan.pairs[j] for j in np.repeat(np.arange(len(plan.pairs)), w)]
+        wrap = (lambda m: add_lora(m, cfg.lora_rank, cfg.lora_alpha)) if cfg.ensemble_form == "lora" else None
+        member_cfg = dataclasses.replace(cfg, out=str(out), seed=seed, members=1, model=plan.starts[i],
+                                         member_models=[])
+        result = train_reward_model(member_cfg, pairs=subset, wrap_model=wrap)
+        raw = _reference_raw(result.model, plan.tokenizer, out, plan.ref_prompts, plan.ref_responses,
+                             2 * cfg.batch_size)
+        mine[name] = (raw[0].tolist(), {**_summary(name, seed, w, result, cfg.subset), "model": plan.starts[i]})
+        del result
+    return mine
+
+
+# Variables by which torchrun makes a process one of several; a member trains alone, without them.
+_DISTRIBUTED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                    "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _train_members_alone(cfg: RewardTrainConfig, indices: Sequence[int], rank: int, world: int,
+                         local_rank: int) -> dict[str, tuple[list[float], dict]]:
+    """This torchrun process's members, trained in a child process that is not part of the torchrun world
+    (accelerate decides on DDP from the environment, which the child gets without torchrun's variables;
+    this process's own environment is left as it is). On GPUs the child sees this process's GPU only."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from rewardgauge.config import config_to_dict
+    from rewardgauge.io import write_json_atomic
+
+    env = {k: v for k, v in os.environ.items() if k not in _DISTRIBUTED_ENV and not k.startswith("TORCHELASTIC_")}
+    if torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(torch.cuda.device_count()))))
+        devices = [d for d in visible.split(",") if d.strip()]
+        env["CUDA_VISIBLE_DEVICES"] = devices[local_rank % len(devices)]
+    with tempfile.TemporaryDirectory(prefix="rewardgauge-members-") as tmp:
+        job, answer = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        write_json_atomic(job, {"config": config_to_dict(cfg), "members": list(indices), "result": str(answer),
+                                "note": f" on process {rank} of {world}"})
+        code = subprocess.run([sys.executable, "-m", "rewardgauge.train.ensemble", str(job)], env=env).returncode
+        result = json.loads(answer.read_text(encoding="utf-8")) if answer.is_file() else {}
+    if "error" in result:
+        raise InputError(result["error"])
+    if code != 0 or "members" not in result:
+        raise RuntimeError(f"training members {list(indices)} on process {rank} failed (exit code {code})")
+    return {name: (raw, summary) for name, (raw, summary) in result["members"].items()}
+
+
+def train_ensemble(cfg: RewardTrainConfig) -> EnsembleRun:
+    """Train ``cfg.members`` members in ``cfg.ensemble_form`` into ``cfg.out``; ``ensemble.json`` is written
+    last, so a folder without it is incomplete. Every input is checked before ``cfg.out`` changes."""
+    from rewardgauge.io import write_json_atomic
+
+    root, form, k = Path(cfg.out), cfg.ensemble_form, cfg.members
+    # The ensemble folder holds config.yaml and ensemble.json; each member is a run folder of its own.
+    run = RunDir(root, cfg, inputs={"model": cfg.model, "member_models": cfg.member_models, "data": cfg.data,
+                                    "eval_data": cfg.eval_data})
+    plan = _plan(cfg)
+    names = plan.names
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    run.begin()
+    if run.is_main:
+        (root / ENSEMBLE_FILE).unlink(missing_ok=True)
+        if not cfg.resume:
+            _prune(root / (ADAPTERS_DIR if form == "lora" else MEMBERS_DIR), names)
 
     if form == "shared":
         # One model, K outputs: trains like any reward model (data-parallel under torchrun).
         out = root / SHARED_DIR
-        result = train_reward_model(dataclasses.replace(cfg, out=str(out), members=1), pairs=pairs,
-                                    member_weights=dict(zip(names, weights)))
+        result = train_reward_model(dataclasses.replace(cfg, out=str(out), members=1), pairs=plan.pairs,
+                                    member_weights=dict(zip(names, plan.weights)))
         raws, summaries = {}, []
         if rank == 0:
-            raw = _reference_raw(result.model, tokenizer, out, ref_prompts, ref_responses, batch)
+            raw = _reference_raw(result.model, plan.tokenizer, out, plan.ref_prompts, plan.ref_responses,
+                                 2 * cfg.batch_size)
             raws = dict(zip(names, raw.tolist()))
-            summaries = [_summary(n, cfg.seed, w, result, cfg.subset, own_metrics=False) for n, w in zip(names, weights)]
+            summaries = [_summary(n, cfg.seed, w, result, cfg.subset, own_metrics=False)
+                         for n, w in zip(names, plan.weights)]
     else:
-        mine: dict[str, tuple[list[float], dict]] = {}
-        parent = root / (ADAPTERS_DIR if form == "lora" else MEMBERS_DIR)
-        with _alone(local_rank) if world > 1 else contextlib.nullcontext():
-            for i in range(rank, k, world):
-                name, seed, w = names[i], cfg.seed + i, weights[i]
-                print(f"member {name} (seed {seed}, {int((w > 0).sum())} distinct of {len(pairs)} pairs)"
-                      + (f" on process {rank} of {world}" if world > 1 else ""), flush=True)
-                out = parent / name
-                subset = [pairs[j] for j in np.repeat(np.arange(len(pairs)), w)]
-                wrap = ((lambda m: add_lora(m, cfg.lora_rank, cfg.lora_alpha)) if form == "lora" else None)
-                member_cfg = dataclasses.replace(cfg, out=str(out), seed=seed, members=1, model=starts[i],
-                                                 member_models=[])
-                result = train_reward_model(member_cfg, pairs=subset, wrap_model=wrap)
-                raw = _reference_raw(result.model, tokenizer, out, ref_prompts, ref_responses, batch)
-                mine[name] = (raw[0].tolist(), {**_summary(name, seed, w, result, cfg.subset), "model": starts[i]})
-                del result
-        parts = _all_gather(mine, rank, world) if world > 1 else [mine]
+        if world > 1:
+            mine = _train_members_alone(cfg, range(rank, k, world), rank, world, local_rank)
+            parts = _all_gather(mine, rank, world)
+        else:
+            parts = [_train_members(cfg, plan, range(k))]
         if rank == 0:
             merged = {n: v for part in parts for n, v in part.items()}
             raws = {n: merged[n][0] for n in names}
@@ -243,7 +288,7 @@ def train_ensemble(cfg: RewardTrainConfig) -> EnsembleRun:
     mean, std = reference_stats(torch.tensor([raws[n] for n in names]))
     spec = EnsembleSpec(form=form, member_names=names, mean=mean, std=std, aggregator=cfg.aggregator,
                         lam=cfg.lam, q=cfg.quantile, member_info=summaries, base_model=str(cfg.model),
-                        reference={"source": str(cfg.data), "responses": len(ref_responses), "seed": cfg.seed})
+                        reference={"source": str(cfg.data), "responses": len(plan.ref_responses), "seed": cfg.seed})
     write_json_atomic(root / ENSEMBLE_FILE, spec.to_dict())
     return EnsembleRun(out=root, members=summaries, spec=spec)
 
@@ -266,3 +311,24 @@ def _save_base(cfg: RewardTrainConfig, root: Path, info: RewardModelInfo) -> Non
     tokenizer, model = load_tokenizer(cfg.model), load_sequence_classifier(cfg.model, num_labels=1)
     ensure_pad_token(tokenizer, model)
     save_model(model, tokenizer, root / BASE_DIR, {INFO_FILE: dataclasses.replace(info, kind="lora_base").to_dict()})
+
+
+def _child_main(job_path: str) -> int:
+    """``python -m rewardgauge.train.ensemble JOB``: train some members alone (see _train_members_alone)."""
+    from rewardgauge.io import write_json_atomic
+
+    job = json.loads(Path(job_path).read_text(encoding="utf-8"))
+    cfg = RewardTrainConfig(**job["config"])
+    try:
+        members = _train_members(cfg, _plan(cfg), job["members"], job["note"])
+    except InputError as e:
+        write_json_atomic(job["result"], {"error": str(e)})
+        return 2
+    write_json_atomic(job["result"], {"members": members})
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_child_main(sys.argv[1]))

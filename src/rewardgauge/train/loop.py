@@ -2,9 +2,9 @@
 
 What it owns: the Accelerator (CPU, GPU, DDP under ``torchrun`` / ``accelerate launch``), a deterministic
 batch order from (seed, epoch) with optional length bucketing, gradient accumulation, AdamW with
-warmup + cosine/linear/constant schedule, checkpoints in ``RUN/checkpoints/step-N/`` (safetensors through
-``accelerator.save_state``), resume that skips consumed batches so a resumed run ends where an
-uninterrupted one does, ``RUN/metrics.jsonl`` with one line per optimizer step, and a tqdm bar.
+warmup + cosine/linear/constant schedule, resume that skips consumed batches so a resumed run ends where an
+uninterrupted one does, a stop at the first non-finite loss (or, with ``skip_nonfinite``, a skipped step),
+and a tqdm bar. Checkpoints, metrics, trackers and callbacks' controls come from ``train.rundir``.
 
 Metrics stay on the device as tensors and reach the CPU (and the other ranks) once every ``log_every``
 steps, so a step costs no host sync beyond what the model itself needs.
@@ -13,8 +13,6 @@ steps, so a step costs no host sync beyond what the model itself needs.
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
 import math
 import os
 import shutil
@@ -29,34 +27,13 @@ import numpy as np
 import torch
 
 from rewardgauge.errors import InputError
-from rewardgauge.io import (
-    normalise_file_modes,
-    read_jsonl,
-    write_json_atomic,
-    write_jsonl_atomic,
-    write_text_atomic,
-)
+from rewardgauge.io import normalise_file_modes, read_jsonl, write_json_atomic
 from rewardgauge.modeling.loading import quiet_transformers
 from rewardgauge.train.config import LoopConfig
-
-CHECKPOINTS = "checkpoints"
-METRICS = "metrics.jsonl"
-LOOP_STATE = "loop_state.json"
-
+from rewardgauge.train.rundir import METRICS, Callback, Control, RunDir, StepState, notify
 
 # A loss function takes (model, batch) and returns the loss and a dict of 0-d metric tensors (kept on device).
 LossFn = Callable[[torch.nn.Module, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
-
-
-@dataclass
-class LoopState:
-    """What callbacks see after each optimizer step."""
-
-    step: int
-    total_steps: int
-    epoch: int
-    model: torch.nn.Module
-    accelerator: Any
 
 
 @dataclass
@@ -66,6 +43,7 @@ class LoopResult:
     examples: int  # examples this call trained on (all processes)
     seconds: float  # wall time of this call's training steps
     last_metrics: dict[str, float]
+    stopped: bool = False  # a callback asked for a clean stop before the last step
 
 
 def make_accelerator(cfg: LoopConfig):
@@ -133,107 +111,46 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
         return torch.optim.AdamW(groups, lr=lr)
 
 
-def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints (``step-N`` folders with their loop state), oldest first."""
-    found = []
-    for p in (run_dir / CHECKPOINTS).glob("step-*"):
-        n = p.name.split("-", 1)[1]
-        if n.isdigit() and (p / LOOP_STATE).is_file():
-            found.append((int(n), p))
-    return sorted(found)
+def _weights_finite(params: Sequence[torch.nn.Parameter]) -> bool:
+    """One pass over the trainable weights (before each checkpoint): a diverged step must not be saved."""
+    return bool(torch.stack([p.detach().isfinite().all() for p in params]).all())
 
 
-def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The most recent complete checkpoint, or None."""
-    found = _checkpoints(Path(run_dir))
-    return found[-1][1] if found else None
-
-
-def _save_checkpoint(acc, run_dir: Path, step: int, keep: int) -> None:
-    root = run_dir / CHECKPOINTS
-    tmp, final = root / f".step-{step}.tmp", root / f"step-{step}"
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    acc.wait_for_everyone()
-    # Tied embeddings are stored once; accelerate warns about it on every save, which is expected here.
-    quiet = logging.getLogger("accelerate.utils.other")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        acc.save_state(str(tmp), safe_serialization=True)  # every rank writes its own RNG state
-    finally:
-        quiet.setLevel(level)
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        write_json_atomic(tmp / LOOP_STATE, {"step": step})
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)  # a checkpoint exists complete or not at all
-        for _, p in _checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(p, ignore_errors=True)
-    acc.wait_for_everyone()
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines past ``step``: a resumed run writes them again."""
-    if path.is_file():
-        write_jsonl_atomic(path, (row for row in read_jsonl(path) if row.get("step", 0) <= step))
-
-
-class _Metrics:
-    """Per-step metric tensors, buffered; ``flush`` syncs them once (mean over ranks) and writes the lines."""
-
-    def __init__(self, acc, path: Path, bar):
-        self.acc, self.path, self.bar = acc, path, bar
-        self.rows: list[tuple[dict[str, Any], dict[str, torch.Tensor]]] = []
-        self.last: dict[str, float] = {}
-
-    def add(self, info: dict[str, Any], values: dict[str, torch.Tensor]) -> None:
-        self.rows.append((info, values))
-
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        keys = sorted(self.rows[0][1])
-        if keys:
-            table = torch.stack([torch.stack([v[k].detach().float().reshape(()) for k in keys]) for _, v in self.rows])
-            if self.acc.num_processes > 1:
-                table = self.acc.reduce(table, reduction="mean")
-            values = table.cpu().tolist()
-        else:
-            values = [[] for _ in self.rows]
-        lines = [{**info, **{k: round(x, 6) for k, x in zip(keys, vals)}} for (info, _), vals in zip(self.rows, values)]
-        self.rows.clear()
-        self.last = lines[-1]
-        if self.acc.is_main_process:
-            with open(self.path, "a", encoding="utf-8") as f:
-                for line in lines:
-                    f.write(json.dumps(line, sort_keys=True) + "\n")
-                f.flush()
-            self.bar.set_postfix({k: f"{self.last[k]:.4g}" for k in keys[:4]}, refresh=False)
+def _step_finite(acc, loss: torch.Tensor, grad_norm: torch.Tensor | None) -> bool:
+    """Whether this step's loss and gradient are finite on every process (one host sync)."""
+    flag = torch.isfinite(loss).all()
+    if grad_norm is not None:
+        flag = flag & torch.isfinite(grad_norm).all()
+    flag = flag.float().reshape(1)
+    if acc.num_processes > 1:
+        flag = acc.reduce(flag, reduction="sum") / acc.num_processes
+    return bool(flag.item() == 1.0)
 
 
 def fit(acc, model: torch.nn.Module, examples: Sequence[Any], lengths: Sequence[int],
-        collate: Callable[[list[Any]], Any], loss_fn: LossFn, cfg: LoopConfig, run_dir: str | os.PathLike,
-        *, callbacks: Sequence[Callable[[LoopState], None]] = (),
+        collate: Callable[[list[Any]], Any], loss_fn: LossFn, cfg: LoopConfig, run: RunDir,
+        *, callbacks: Sequence[Callback] = (),
         evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None, eval_every: int = 0,
         desc: str = "train") -> LoopResult:
-    """Train ``model`` on ``examples`` with ``loss_fn``; checkpoints and metrics go under ``run_dir``.
+    """Train ``model`` on ``examples`` with ``loss_fn``; checkpoints and metrics go into ``run``.
 
     ``collate(list_of_examples)`` builds a batch of CPU tensors (moved to the device here); ``lengths`` drive
     length bucketing. ``evaluate(model)`` (main process only) runs every ``eval_every`` steps and at the end;
-    its numbers join that step's metrics line with an ``eval_`` prefix.
+    its numbers join that step's metrics line with an ``eval_`` prefix. ``callbacks`` see each step's metrics
+    and may return a ``Control`` asking for a checkpoint now or a clean stop (checkpointed, ``result.stopped``).
+    ``run.begin()`` is called here, after the last check of the inputs, unless the recipe called it already.
     """
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    run_dir = Path(run_dir)
     world, rank = acc.num_processes, acc.process_index
     steps_per_epoch = len(batch_plan(lengths, cfg.batch_size, cfg.seed, 0, world, rank, cfg.bucket)) // cfg.grad_accum
     if steps_per_epoch == 0:
         raise InputError(f"{len(examples)} examples make no full optimizer step with batch_size={cfg.batch_size}, "
                          f"grad_accum={cfg.grad_accum} on {world} process(es)")
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    if not run.begun:
+        run.begin()
 
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -241,100 +158,89 @@ def fit(acc, model: torch.nn.Module, examples: Sequence[Any], lengths: Sequence[
     model, optimizer = acc.prepare(model, optimizer)
     # The scheduler is stepped by hand once per optimizer step (prepared, it would step once per process).
     acc.register_for_checkpointing(scheduler)
-
-    metrics_path = run_dir / METRICS
-    step = 0
-    ckpt = latest_checkpoint(run_dir) if cfg.resume else None
-    if ckpt is not None:
-        acc.load_state(str(ckpt))
-        step = json.loads((ckpt / LOOP_STATE).read_text())["step"]
-        if acc.is_main_process:
-            _truncate_metrics(metrics_path, step)
-    else:
-        if acc.is_main_process:
-            shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
-            metrics_path.unlink(missing_ok=True)
+    step, state = run.checkpoints.restore()
+    if step == 0:
         set_seed(cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    acc.wait_for_everyone()
+    skipped = state.get("nonfinite_skipped", 0)
 
     bar = tqdm(total=total, initial=step, desc=desc, disable=not (cfg.progress and acc.is_main_process),
                dynamic_ncols=True)
-    log = _Metrics(acc, metrics_path, bar)
+    metrics_path = run.path / METRICS
     if step and metrics_path.is_file():  # resumed: a run with nothing left to train still reports its last step
-        log.last = ([row for row in read_jsonl(metrics_path) if row.get("step") == step] or [{}])[-1]
+        run.metrics.last = ([row for row in read_jsonl(metrics_path) if row.get("step") == step] or [{}])[-1]
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     plan, plan_epoch = None, -1
-    start, seen, first_step = time.perf_counter(), 0, step
-    while step < total:
-        epoch, offset = divmod(step, steps_per_epoch)
-        if epoch != plan_epoch:
-            plan, plan_epoch = batch_plan(lengths, cfg.batch_size, cfg.seed, epoch, world, rank, cfg.bucket), epoch
-        values: dict[str, torch.Tensor] = {}
-        for j in range(cfg.grad_accum):
-            idx = plan[offset * cfg.grad_accum + j]
-            batch = _to_device(collate([examples[i] for i in idx]), acc.device)
-            # Gradients are all-reduced only on the last micro-batch of a step.
-            sync = contextlib.nullcontext() if j == cfg.grad_accum - 1 else acc.no_sync(model)
-            with sync, acc.autocast():
-                loss, m = loss_fn(model, batch)
-                acc.backward(loss / cfg.grad_accum if cfg.grad_accum > 1 else loss)
-            for k, v in m.items():
-                v = v.detach() if cfg.grad_accum == 1 else v.detach() / cfg.grad_accum
-                values[k] = values[k] + v if k in values else v
-            seen += len(idx) * world
-        if cfg.max_grad_norm:
-            values["grad_norm"] = acc.clip_grad_norm_(params, cfg.max_grad_norm)
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        bar.update(1)
-        log.add({"step": step, "epoch": epoch, "lr": lr, "time": round(time.perf_counter() - start, 4)}, values)
+    start, seen, first_step, stopped = time.perf_counter(), 0, step, False
+    try:
+        while step < total:
+            epoch, offset = divmod(step, steps_per_epoch)
+            if epoch != plan_epoch:
+                plan, plan_epoch = batch_plan(lengths, cfg.batch_size, cfg.seed, epoch, world, rank, cfg.bucket), epoch
+            values: dict[str, torch.Tensor] = {}
+            step_loss = None
+            for j in range(cfg.grad_accum):
+                idx = plan[offset * cfg.grad_accum + j]
+                batch = _to_device(collate([examples[i] for i in idx]), acc.device)
+                # Gradients are all-reduced only on the last micro-batch of a step.
+                sync = contextlib.nullcontext() if j == cfg.grad_accum - 1 else acc.no_sync(model)
+                with sync, acc.autocast():
+                    loss, m = loss_fn(model, batch)
+                    acc.backward(loss / cfg.grad_accum if cfg.grad_accum > 1 else loss)
+                if cfg.skip_nonfinite:
+                    step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
+                for k, v in m.items():
+                    v = v.detach() if cfg.grad_accum == 1 else v.detach() / cfg.grad_accum
+                    values[k] = values[k] + v if k in values else v
+                seen += len(idx) * world
+            if cfg.max_grad_norm:
+                values["grad_norm"] = acc.clip_grad_norm_(params, cfg.max_grad_norm)
+            lr = scheduler.get_last_lr()[0]
+            if cfg.skip_nonfinite and not _step_finite(acc, step_loss, values.get("grad_norm")):
+                skipped += 1
+                values = {}  # no update; the line keeps step, lr and the count
+            else:
+                optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
+            info = {"step": step, "epoch": epoch, "lr": lr, "time": round(time.perf_counter() - start, 4)}
+            if cfg.skip_nonfinite:
+                info["nonfinite_skipped"] = skipped
+            run.metrics.add(info, values)
 
-        evaluated = False
-        if evaluate is not None and ((eval_every and step % eval_every == 0) or step == total):
-            results = evaluate(acc.unwrap_model(model)) if acc.is_main_process else {}
-            acc.wait_for_everyone()
-            log.rows[-1][0].update({f"eval_{k}": v for k, v in results.items()})
-            model.train()
-            evaluated = True
-        if step % cfg.log_every == 0 or step == total or evaluated:
-            log.flush()
-        if (cfg.save_every and step % cfg.save_every == 0) or step == total:
-            log.flush()
-            _save_checkpoint(acc, run_dir, step, cfg.keep_checkpoints)
-        for cb in callbacks:
-            cb(LoopState(step=step, total_steps=total, epoch=epoch, model=model, accelerator=acc))
-    log.flush()
+            evaluated = False
+            if evaluate is not None and ((eval_every and step % eval_every == 0) or step == total):
+                results = evaluate(acc.unwrap_model(model)) if acc.is_main_process else {}
+                acc.wait_for_everyone()
+                run.metrics.update_last({f"eval_{k}": v for k, v in results.items()})
+                model.train()
+                evaluated = True
+            row = None
+            if callbacks or step % cfg.log_every == 0 or step == total or evaluated:
+                row = run.metrics.flush()
+                shown = sorted(k for k in values if row.get(k) is not None)[:4]
+                bar.set_postfix({k: f"{row[k]:.4g}" for k in shown}, refresh=False)
+            control = notify(callbacks, StepState(step=step, total_steps=total, epoch=epoch, metrics=row,
+                                                  model=model, accelerator=acc)) if callbacks else Control()
+            if (cfg.save_every and step % cfg.save_every == 0) or step == total or control.save_now or control.stop:
+                run.metrics.flush()
+                if not _weights_finite(params):
+                    raise run.nonfinite(step, "the weights are")
+                run.checkpoints.save(step, {"nonfinite_skipped": skipped} if cfg.skip_nonfinite else None)
+            if control.stop:
+                stopped = True
+                break
+    except BaseException:
+        bar.close()
+        run.end(flush=False)
+        raise
+    run.end()
     bar.close()
     return LoopResult(model=acc.unwrap_model(model), steps=step, examples=seen,
-                      seconds=time.perf_counter() - start if step > first_step else 0.0, last_metrics=log.last)
-
-
-def start_run(acc, cfg: LoopConfig, run_dir: str | os.PathLike) -> None:
-    """Check that a resumed run has the configuration it started with, then write ``config.yaml`` (resolved).
-
-    Flags that change neither the result nor the data (resume, progress, log_every) may differ.
-    """
-    import yaml
-
-    from rewardgauge.config import config_to_dict
-
-    path = Path(run_dir) / "config.yaml"
-    now = json.loads(json.dumps(config_to_dict(cfg), default=str))  # paths given from Python become strings
-    if cfg.resume and path.is_file():
-        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for key in sorted(set(now) & set(saved) - {"resume", "progress", "log_every"}):
-            if saved[key] != now[key]:
-                raise InputError(f"differs from the run being resumed ({saved[key]!r} there, {now[key]!r} now)",
-                                 path=path, field=key)
-    acc.wait_for_everyone()  # every rank has checked before the file changes
-    if acc.is_main_process:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, yaml.safe_dump(now, sort_keys=False))
+                      seconds=time.perf_counter() - start if step > first_step else 0.0,
+                      last_metrics=run.metrics.last, stopped=stopped)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

@@ -27,7 +27,8 @@ from rewardgauge.modeling.loading import (
 from rewardgauge.rewards.hf import INFO_FILE, HFRewardModel, RewardModelInfo, combined_weights
 from rewardgauge.rewards.pairs import score_pairs
 from rewardgauge.train.config import RewardTrainConfig
-from rewardgauge.train.loop import LoopResult, fit, make_accelerator, save_model, start_run
+from rewardgauge.train.loop import LoopResult, fit, make_accelerator, save_model
+from rewardgauge.train.rundir import Callback, RunDir
 
 
 def resolve_aspects(cfg: RewardTrainConfig, pairs: list[PreferencePair]) -> list[str] | None:
@@ -121,10 +122,12 @@ def _load_pairs(path: str, field_name: str) -> list[PreferencePair]:
     return pairs
 
 
-def train_reward_model(cfg: RewardTrainConfig, callbacks=(), *, pairs: list[PreferencePair] | None = None,
+def train_reward_model(cfg: RewardTrainConfig, callbacks: Sequence[Callback] = (), *,
+                       pairs: list[PreferencePair] | None = None,
                        member_weights: dict[str, Sequence[float]] | None = None,
                        wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> LoopResult:
     """Train, then save to ``cfg.out``: model + tokenizer (safetensors), rewardgauge.json, config.yaml, metrics.
+    Every input is checked before ``cfg.out`` is created or changed.
 
     For ensembles (``rewardgauge.train.ensemble``): ``pairs`` replaces reading ``cfg.data`` (a member's subset);
     ``member_weights`` {head: per-pair weight} trains one output per head, each a soft-BT loss on the pair's
@@ -135,7 +138,7 @@ def train_reward_model(cfg: RewardTrainConfig, callbacks=(), *, pairs: list[Pref
 
     out = Path(cfg.out)
     acc = make_accelerator(cfg)
-    start_run(acc, cfg, out)
+    run = RunDir(out, cfg, acc, inputs={"model": cfg.model, "data": cfg.data, "eval_data": cfg.eval_data})
     pairs = _load_pairs(cfg.data, "data") if pairs is None else pairs
     eval_pairs = _load_pairs(cfg.eval_data, "eval_data") if cfg.eval_data else None
     aspects = resolve_aspects(cfg, pairs)
@@ -181,7 +184,7 @@ def train_reward_model(cfg: RewardTrainConfig, callbacks=(), *, pairs: list[Pref
             return {"accuracy": round(float((scores.margins > 0).float().mean()), 6)}
 
     loss_fn = make_loss_fn(loss, cfg.center_coef, is_decoder_only(model.config), len(aspects or ()))
-    result = fit(acc, model, examples, lengths, make_collate(pad_id), loss_fn, cfg, out, callbacks=callbacks,
+    result = fit(acc, model, examples, lengths, make_collate(pad_id), loss_fn, cfg, run, callbacks=callbacks,
                  evaluate=evaluate, eval_every=cfg.eval_every, desc="rm train")
     if acc.is_main_process:
         save_model(result.model, tokenizer, out, {INFO_FILE: info.to_dict()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -11,7 +12,8 @@ from rewardgauge.errors import InputError
 from rewardgauge.modeling.formatting import encode_pairs, ensure_pad_token, pad
 from rewardgauge.modeling.loading import load_causal_lm, load_tokenizer
 from rewardgauge.train.config import SFTConfig
-from rewardgauge.train.loop import LoopResult, fit, make_accelerator, save_model, start_run
+from rewardgauge.train.loop import LoopResult, fit, make_accelerator, save_model
+from rewardgauge.train.rundir import Callback, RunDir
 
 IGNORE = -100  # label of tokens the loss skips (prompt and padding), as in transformers
 
@@ -34,13 +36,14 @@ def sft_loss(model, batch):
     return out.loss, {"loss": out.loss.detach(), "tokens": (batch["labels"] != IGNORE).sum().float()}
 
 
-def run_sft(cfg: SFTConfig, callbacks=()) -> LoopResult:
-    """Fine-tune ``cfg.model`` on ``cfg.data``; save model + tokenizer (safetensors) to ``cfg.out``."""
+def run_sft(cfg: SFTConfig, callbacks: Sequence[Callback] = ()) -> LoopResult:
+    """Fine-tune ``cfg.model`` on ``cfg.data``; save model + tokenizer (safetensors) to ``cfg.out``. Every input
+    is checked before ``cfg.out`` is created or changed."""
     from accelerate.utils import set_seed
 
     out = Path(cfg.out)
     acc = make_accelerator(cfg)
-    start_run(acc, cfg, out)
+    run = RunDir(out, cfg, acc, inputs={"model": cfg.model, "data": cfg.data})
     demos = load_demonstrations(cfg.data)
     if not demos:
         raise InputError("no demonstrations", path=cfg.data, field="data")
@@ -54,7 +57,7 @@ def run_sft(cfg: SFTConfig, callbacks=()) -> LoopResult:
     examples = [(x, n) for x, n in zip(enc.ids, enc.prompt_lens) if n < len(x)]
     if not examples:
         raise InputError("no demonstration has response tokens left after formatting", path=cfg.data)
-    result = fit(acc, model, examples, [len(x) for x, _ in examples], make_collate(pad_id), sft_loss, cfg, out,
+    result = fit(acc, model, examples, [len(x) for x, _ in examples], make_collate(pad_id), sft_loss, cfg, run,
                  callbacks=callbacks, desc="sft")
     if acc.is_main_process:
         save_model(result.model, tokenizer, out)
