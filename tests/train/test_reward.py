@@ -203,9 +203,6 @@ def test_bad_inputs_exit_2_with_one_line(lang, tmp_path, capsys):
     assert "aspect_weights names unknown aspects ['speed']" in capsys.readouterr().err
 
 
-_HALF_WRITTEN = pytest.mark.xfail(strict=True, reason="config.yaml written before validation; fixed by issue 16 item 1")
-
-
 def _bad_data(lang, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(lang["train"].read_text().splitlines()[0] + "\n" + '{"prompt": "p", "chosen": "c"}\n')
@@ -224,12 +221,9 @@ _REJECTED = {
     "sft-data-missing": ("sft", lambda lang, t: ["--data", str(t / "none.jsonl")], "no such file"),
     "sft-data-pairs": ("sft", lambda lang, t: ["--data", str(lang["train"])], ":1: field 'chosen': unknown field"),
 }
-_WRITES_BEFORE_CHECKING = {"rm-model-missing", "sft-model-missing", "rm-data-missing", "rm-data-bad-line", "rm-aspect-weights", "sft-data-missing",
-                           "sft-data-pairs"}
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=[_HALF_WRITTEN] if c in _WRITES_BEFORE_CHECKING else [])
-                                  for c in _REJECTED])
+@pytest.mark.parametrize("case", list(_REJECTED))
 def test_rejected_input_leaves_nothing_half_written(lang, tmp_path, capsys, case):
     """Bad input exits 2 with one line, and the output folder is not created; an existing run folder
     given as --out (a finished run here) is left byte for byte as it was."""
