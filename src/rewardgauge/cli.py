@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
-    """The (sub)command's own parser, so that its errors print its usage rather than the top-level one."""
+    """The (sub)command's own parser, so that a usage error points to its help rather than the top-level one."""
     while True:
         actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         name = getattr(args, actions[0].dest, None) if actions else None
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         # Flag values are checked as they are parsed (an InputError below); a usage error (unknown flag,
-        # missing command) prints the usage of the (sub)command it was meant for.
+        # missing command) is one line that names the (sub)command it was meant for.
         args, extra = parser.parse_known_args(argv)
         if extra:
             _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return 2
     except InputError as e:
-        print(f"rewardgauge: error: {e}", file=sys.stderr)
+        print(f"rewardgauge: error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     try:
         return int(args.func(args) or 0)

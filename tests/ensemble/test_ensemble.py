@@ -89,6 +89,9 @@ def test_folder_layout_and_ensemble_json(ensembles, form):
         assert (root / path).is_file(), path
     if form != "shared":
         assert [m["seed"] for m in spec["member_info"]] == [0, 1, 2]
+    else:  # one run trains every head; each member's loss is logged on its own
+        rows = [json.loads(line) for line in (root / "model" / "metrics.jsonl").read_text().splitlines()]
+        assert all({"loss_m0", "loss_m1", "loss_m2"} <= set(r) for r in rows)
 
 
 @pytest.mark.parametrize("form", FORMS)

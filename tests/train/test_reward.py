@@ -93,6 +93,10 @@ def test_multi_objective_one_reward_per_aspect_and_weighted_combination(lang, tm
     torch.testing.assert_close(chosen.reward, 0.2 * chosen.aspects["brevity"] + 0.8 * chosen.aspects["tone"])
     # the tone head learned the tone labels
     assert (chosen.aspects["tone"] > rejected.aspects["tone"]).float().mean() >= 0.8
+    # each aspect's loss is logged; the loss is their mean weighted by labelled pairs, so it lies between them
+    for row in _rows(out / "metrics.jsonl"):
+        low, high = sorted((row["loss_brevity"], row["loss_tone"]))
+        assert low - 1e-5 <= row["loss"] <= high + 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +147,11 @@ def test_margin_loss_is_fed_the_margin(gaps_by_loss):
 def test_reward_centering_pulls_rewards_to_zero(lang, tmp_path):
     def mean_abs_sum(out, **kw):
         train_reward_model(_cfg(lang, out, max_steps=24, **kw))
+        rows = _rows(out / "metrics.jsonl")
+        if kw:  # the centering term is logged on its own, and is part of the loss
+            assert all(0 < r["loss_center"] < r["loss"] for r in rows)
+        else:
+            assert not any("loss_center" in r for r in rows)
         pairs = load_pairs(lang["heldout"])[:64]
         both = score_pairs(HFRewardModel.from_pretrained(out, device="cpu"), pairs)
         c, r = both.chosen, both.rejected

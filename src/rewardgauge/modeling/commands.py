@@ -16,7 +16,7 @@ class ModelInitConfig:
     corpus: list[str] = field(metadata={"help": "JSONL file(s), comma-separated, whose prompt/chosen/rejected/"
                                                 "response texts give the vocabulary"})
     out: str = field(metadata={"help": "output folder (model + tokenizer, loadable with AutoModelForCausalLM)"})
-    preset: Preset = field(default="small", metadata={
+    preset: Preset = field(default="tiny", metadata={  # the quickstart's
         "help": "tiny: hidden 128, 4 layers (~0.9M params); small: hidden 256, 4 layers (~3M params)"})
     seed: int = field(default=0, metadata={"help": "initialisation seed"})
     min_count: int = field(default=1, metadata={"help": "words seen fewer times map to <unk>"})

@@ -142,7 +142,6 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.G
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
-@torch.no_grad()
 def generate(model: torch.nn.Module, prompts: Sequence[Sequence[int]], params: SamplingParams, *,
              eos_token_ids: Sequence[int], pad_token_id: int, group_size: int = 1,
              generator: torch.Generator | None = None, share_prefill: bool = True,
@@ -163,11 +162,15 @@ def generate(model: torch.nn.Module, prompts: Sequence[Sequence[int]], params: S
     device = _device(model)
     was_training = model.training
     model.eval()
+    prompt_ids, prompt_mask = pad(prompts, pad_token_id, side="left")
+    prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
     try:
-        prompt_ids, prompt_mask = pad(prompts, pad_token_id, side="left")
-        prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
-        response_ids, finished = _decode(model, prompt_ids, prompt_mask, params, torch.tensor(list(eos_token_ids)),
-                                         pad_token_id, group_size, generator, share_prefill, fast)
+        # inference_mode: less bookkeeping per operation than no_grad; the token ids are cloned out of it,
+        # as the training forward uses them.
+        with torch.inference_mode():
+            response_ids, finished = _decode(model, prompt_ids, prompt_mask, params, torch.tensor(list(eos_token_ids)),
+                                             pad_token_id, group_size, generator, share_prefill, fast)
+        response_ids, finished = response_ids.clone(), finished.clone()
     finally:
         model.train(was_training)
     response_mask = _response_mask(response_ids, torch.tensor(list(eos_token_ids), device=device))

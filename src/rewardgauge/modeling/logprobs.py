@@ -211,22 +211,27 @@ def response_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_m
                       layout: Layout = "packed", temperature: float = 1.0,
                       with_entropy: bool = False) -> ResponseLogprobs:
     """log π(y_t | x, y_<t) of each response token ([N, R], 0 at padding), and the entropy of each
-    position's next-token distribution if asked; see the module docstring for the layouts."""
+    position's next-token distribution if asked (a metric, without gradient); see the module docstring for
+    the layouts."""
     real = response_mask.bool()
     if layout == "packed":  # only the real tokens' logits exist: no [N, R, V] tensor
         logits = packed_outputs(model, prompt_ids, prompt_mask, response_ids, response_mask, group_size)
         flat = token_logprobs(logits, response_ids[real], temperature)
         logprobs = flat.new_zeros(response_ids.shape).masked_scatter(real, flat)
         entropy = None
-        if with_entropy:
-            flat = token_entropy(logits, temperature)
+        if with_entropy:  # a metric: no gradient needed
+            with torch.no_grad():
+                flat = token_entropy(logits, temperature)
             entropy = flat.new_zeros(response_ids.shape).masked_scatter(real, flat)
         return ResponseLogprobs(logprobs, entropy)
     logits = response_position_logits(model, prompt_ids, prompt_mask, response_ids, response_mask, group_size,
                                       layout=layout)
     mask = real.to(logits.dtype if logits.is_floating_point() else torch.float32)
     logprobs = token_logprobs(logits, response_ids, temperature) * mask
-    entropy = token_entropy(logits, temperature) * mask if with_entropy else None
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = token_entropy(logits, temperature) * mask
     return ResponseLogprobs(logprobs, entropy)
 
 

@@ -11,11 +11,15 @@ from rewardgauge.train.reward import RewardTrainConfig
 from rewardgauge.train.sft import SFTConfig
 
 
+def _last_step(metrics: dict) -> str:
+    shown = " ".join(f"{k}={metrics[k]:.4g}" for k in ("loss", "accuracy", "eval_accuracy")
+                     if isinstance(metrics.get(k), (int, float)))
+    return f"; last step {shown}" if shown else ""
+
+
 def _summary(result, out: str) -> str:
     rate = result.examples / result.seconds if result.seconds else 0.0
-    metrics = " ".join(f"{k}={v:.4g}" for k, v in result.last_metrics.items()
-                       if k in ("loss", "accuracy", "eval_accuracy"))
-    return f"wrote {out}: {result.steps} steps, {rate:.1f} examples/s; last step {metrics}".rstrip()
+    return f"wrote {out}: {result.steps} steps, {rate:.1f} examples/s{_last_step(result.last_metrics)}"
 
 
 def _rm_train(args: argparse.Namespace) -> int:
@@ -36,9 +40,10 @@ def _rm_train_ensemble(cfg: RewardTrainConfig) -> int:
     run = train_ensemble(cfg)
     if run.spec is not None:
         for m in run.members:
-            metrics = " ".join(f"{k}={m[k]:.4g}" for k in ("loss", "accuracy", "eval_accuracy") if k in m)
-            print(f"member {m['name']}: seed {m['seed']}, {m['distinct_pairs']} distinct pairs, {m['steps']} steps, "
-                  f"{m['seconds']:.1f} s; last step {metrics}")
+            # Shared heads are one model trained once (one seed, one loss): a member has only its data.
+            trained = "" if run.spec.form == "shared" else f"seed {m['seed']}, "
+            print(f"member {m['name']}: {trained}{m['distinct_pairs']} distinct pairs, {m['steps']} steps, "
+                  f"{m['seconds']:.1f} s{_last_step(m)}")
         print(f"wrote {run.out}: {run.spec.k}-member {run.spec.form} ensemble (default aggregator "
               f"{run.spec.aggregator}); load it as one reward model: rewardgauge rm eval --model {run.out} ...")
     return 0

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from rewardgauge.errors import InputError
-from rewardgauge.io import normalise_file_modes, read_jsonl, write_json_atomic
+from rewardgauge.io import normalise_file_modes, write_json_atomic
 from rewardgauge.modeling.loading import quiet_transformers
 from rewardgauge.train.config import LoopConfig
-from rewardgauge.train.rundir import METRICS, Callback, Control, RunDir, StepState, notify
+from rewardgauge.train.rundir import Callback, Control, RunDir, StepState, notify
 
 # A loss function takes (model, batch) and returns the loss and a dict of 0-d metric tensors (kept on device).
 LossFn = Callable[[torch.nn.Module, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -165,9 +165,6 @@ def fit(acc, model: torch.nn.Module, examples: Sequence[Any], lengths: Sequence[
 
     bar = tqdm(total=total, initial=step, desc=desc, disable=not (cfg.progress and acc.is_main_process),
                dynamic_ncols=True)
-    metrics_path = run.path / METRICS
-    if step and metrics_path.is_file():  # resumed: a run with nothing left to train still reports its last step
-        run.metrics.last = ([row for row in read_jsonl(metrics_path) if row.get("step") == step] or [{}])[-1]
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     plan, plan_epoch = None, -1
@@ -227,7 +224,7 @@ def fit(acc, model: torch.nn.Module, examples: Sequence[Any], lengths: Sequence[
             if (cfg.save_every and step % cfg.save_every == 0) or step == total or control.save_now or control.stop:
                 run.metrics.flush()
                 if not _weights_finite(params):
-                    raise run.nonfinite(step, "the weights are")
+                    raise run.nonfinite(step, "the weights are no longer finite")
                 run.checkpoints.save(step, {"nonfinite_skipped": skipped} if cfg.skip_nonfinite else None)
             if control.stop:
                 stopped = True

@@ -110,17 +110,26 @@ def pair_rewards(model, batch, layout: Layout, decoder_only: bool) -> tuple[torc
     return rewards.chunk(2)
 
 
-def make_loss_fn(loss: str, center_coef: float, decoder_only: bool, n_aspects: int, layout: Layout = "packed"):
+def make_loss_fn(loss: str, center_coef: float, decoder_only: bool, aspects: Sequence[str] = (),
+                 layout: Layout = "packed"):
+    """The loss and its metrics: ``loss`` (what is optimised), with ``multi`` also ``loss_<aspect>`` per output
+    (an ensemble's shared heads are its members), and with centering ``loss_center`` for that term alone."""
+    n_aspects = len(aspects)
+
     def loss_fn(model, batch):
         r_c, r_r = pair_rewards(model, batch, layout, decoder_only)
         target = batch["target"]
         if loss == "multi":
             p, mask = target[:, :n_aspects], target[:, n_aspects:]
             value = losses.multi_objective_loss(r_c, r_r, p, mask)
+            parts = {f"loss_{a}": losses.multi_objective_loss(r_c[:, k:k + 1], r_r[:, k:k + 1], p[:, k:k + 1],
+                                                              mask[:, k:k + 1]).detach()
+                     for k, a in enumerate(aspects)}
             decided = mask * (p != 0.5)
             correct = ((r_c > r_r) == (p > 0.5)) * decided
             accuracy = correct.sum() / decided.sum().clamp_min(1)
         else:
+            parts = {}
             r_c, r_r = r_c[:, 0], r_r[:, 0]
             if loss == "bt":
                 value = losses.bradley_terry_loss(r_c, r_r)
@@ -130,9 +139,11 @@ def make_loss_fn(loss: str, center_coef: float, decoder_only: bool, n_aspects: i
                 value = losses.soft_bradley_terry_loss(r_c, r_r, target[:, 0])
             accuracy = (r_c > r_r).float().mean()
         if center_coef:
-            value = value + losses.reward_centering_loss(r_c, r_r, center_coef)
+            center = losses.reward_centering_loss(r_c, r_r, center_coef)
+            parts["loss_center"] = center.detach()
+            value = value + center
         metrics = {"loss": value.detach(), "accuracy": accuracy, "margin": (r_c - r_r).detach().mean(),
-                   "reward_mean": (r_c.detach().mean() + r_r.detach().mean()) / 2}
+                   "reward_mean": (r_c.detach().mean() + r_r.detach().mean()) / 2, **parts}
         return value, metrics
     return loss_fn
 
@@ -222,7 +233,7 @@ def train_reward_model(cfg: RewardTrainConfig, callbacks: Sequence[Callback] = (
                 m.train(was_training)
             return {"accuracy": round(float((scores.margins > 0).float().mean()), 6)}
 
-    loss_fn = make_loss_fn(loss, cfg.center_coef, decoder_only, len(aspects or ()), cfg.layout)
+    loss_fn = make_loss_fn(loss, cfg.center_coef, decoder_only, aspects or (), cfg.layout)
     result = fit(acc, model, examples, lengths, make_collate(pad_id, grouped), loss_fn, cfg, run, callbacks=callbacks,
                  evaluate=evaluate, eval_every=cfg.eval_every, desc="rm train")
     if acc.is_main_process:

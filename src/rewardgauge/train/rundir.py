@@ -16,8 +16,8 @@ How a recipe uses it, top to bottom (``train.loop.fit`` does steps 3 to 7 for th
 
     acc = make_accelerator(cfg)                     # cfg extends RunConfig (resume, save_every, report_to...)
     run = RunDir(cfg.out, cfg, acc, inputs={"model": cfg.model, "data": cfg.data})
-        # 1. checks only, nothing is written: OUT is not a file nor inside an input folder, on --resume the
-        #    saved config.yaml matches cfg, the chosen tracker is installed
+        # 1. checks only, nothing is written: OUT can be written as a folder and is not inside an input
+        #    folder, on --resume the saved config.yaml matches cfg, the chosen tracker is installed
     ...load and check the data, tokenizer and model; bad input raises InputError and OUT stays untouched...
     run.begin()                                     # 2. OUT is written from here on (config.yaml, trackers)
     model, opt = acc.prepare(model, opt); acc.register_for_checkpointing(scheduler)
@@ -32,13 +32,17 @@ How a recipe uses it, top to bottom (``train.loop.fit`` does steps 3 to 7 for th
                 run.metrics.flush(); run.checkpoints.save(step, {"episode": ...})        # 7. extra state
             if control.stop:
                 break
-    finally:
-        run.end()                                   # flush what is buffered, close the trackers
-    samples = run.log("samples.jsonl"); samples.append([{"step": step, ...}])   # any time after begin()
+    except BaseException:
+        run.end(flush=False)                        # close the trackers; buffered steps are past the checkpoint
+        raise
+    run.end()                                       # flush what is buffered, close the trackers
+    run.log("alarms.jsonl").append([{"step": step, ...}])   # other per-step logs, any time after begin()
 
 A non-finite ``loss`` or ``grad_norm`` reaching ``metrics.flush()`` raises ``NonFiniteError`` (an InputError:
 one line naming the step, exit 2) before the line is written; since every checkpoint is preceded by a
-flush, no checkpoint holds weights trained past that step.
+flush, no checkpoint holds weights trained past that step (``fit`` also checks the weights themselves before
+each checkpoint, with ``run.nonfinite(step, "the weights are no longer finite")``). Callbacks run on every
+process with the same (reduced) metrics, so a stop or a save happens at the same step everywhere.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from typing import Any
 
 from rewardgauge.config import config_to_dict
 from rewardgauge.errors import InputError
-from rewardgauge.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from rewardgauge.io import check_output, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from rewardgauge.train.config import RunConfig
 
 CONFIG = "config.yaml"
@@ -102,7 +106,8 @@ Callback = Callable[[StepState], "Control | None"]
 
 
 def notify(callbacks: Sequence[Callback], state: StepState) -> Control:
-    """Call each callback; the requests of all of them together."""
+    """Call each callback; the requests of all of them together. Under DDP every process calls them with the
+    same metrics (means over processes), so every process stops or saves at the same step."""
     control = Control()
     for cb in callbacks:
         asked = cb(state)
@@ -124,11 +129,13 @@ class JsonlLog:
         self.prepared = False  # cleared or cut back by RunDir.begin()
 
     def append(self, rows: Iterable[dict]) -> None:
+        """Add rows (flushed at once: the file survives a crash up to its last complete line); nan and inf,
+        which JSON cannot hold, are written as null."""
         if not self.write:
             return
         with open(self.path, "a", encoding="utf-8") as f:
             for row in rows:
-                f.write(json.dumps(row, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n")
+                f.write(json.dumps(_json_safe(row), sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n")
             f.flush()
 
     def cut(self, step: int) -> None:
@@ -222,6 +229,14 @@ def _finite(x: Any) -> bool:
     return not isinstance(x, float) or math.isfinite(x)
 
 
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value if _finite(value) else None
+
+
 class MetricsLog:
     """Per-step metrics: 0-d tensors buffered on the device, brought to the CPU once per ``flush`` (mean over
     processes), written as metrics.jsonl lines and sent to the trackers."""
@@ -269,8 +284,8 @@ class MetricsLog:
             good = lines[:lines.index(line)]
             self._write(good)
             raise self.run.nonfinite(line.get("step"), f"{key} is {line[key]}")
-        # Other non-finite values (a metric of a diverging side quantity) are written as null: JSON has no nan.
-        lines = [{k: (v if _finite(v) else None) for k, v in line.items()} for line in lines]
+        # Other non-finite values (a diverging side quantity) are written as null (JSON has no nan).
+        lines = [_json_safe(line) for line in lines]
         self._write(lines)
         return self.last
 
@@ -337,9 +352,7 @@ class RunDir:
 
     # ---- 1. checks (read-only) ----
     def _check(self, inputs: dict[str, Any]) -> None:
-        out = self.path
-        if out.exists() and not out.is_dir():
-            raise InputError("exists and is not a folder", path=out, field="out")
+        out = check_output(self.path, "dir")  # a folder that can be written (not a file, not read-only)
         real = out.resolve()
         for name, value in inputs.items():
             for given in ([value] if isinstance(value, (str, os.PathLike)) else list(value or ())):
@@ -394,6 +407,10 @@ class RunDir:
             self._prepare(self.log(name))
         if self.acc is not None:
             self.acc.wait_for_everyone()
+        if self.start_step and (self.path / METRICS).is_file():
+            # resumed: a run with nothing left to train still reports the metrics of its last step
+            rows = [row for row in read_jsonl(self.path / METRICS) if row.get("step") == self.start_step]
+            self.metrics.last = rows[-1] if rows else {}
 
     def log(self, name: str) -> JsonlLog:
         """The per-step JSONL log ``OUT/name`` (e.g. ``alarms.jsonl``); opened after ``begin`` it starts
@@ -419,9 +436,9 @@ class RunDir:
     def nonfinite(self, step: int | None, what: str) -> NonFiniteError:
         """The error that stops a run whose loss or weights stopped being finite at ``step``."""
         latest = self.checkpoints.latest()
-        kept = (f"its last good checkpoint is {latest[1]}" if latest else "no checkpoint was saved before it")
-        return NonFiniteError(f"step {step}: {what} (not finite); the run stopped and {kept}. Lower the learning "
-                              "rate, or pass --skip-nonfinite to skip such steps", path=self.path)
+        kept = f"its last good checkpoint is {latest[1]}" if latest else "no checkpoint was saved before it"
+        return NonFiniteError(f"step {step}: {what}; the run stopped there and {kept} (lower the learning rate, "
+                              "or pass --skip-nonfinite to skip such steps)", path=self.path)
 
     def end(self, flush: bool = True) -> None:
         """Flush buffered metrics (``flush=False`` after an error: they are past the checkpoint a resumed run
