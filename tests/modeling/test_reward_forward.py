@@ -136,3 +136,24 @@ def test_pack_two_groups_in_one_row_by_hand():
     assert mask[7] == [0, 0, 0, 0, 0, 1, 0, 1]  # 2: its prompt and itself
     assert packed.prompt_start.tolist() == [0, 5] and packed.response_start.tolist() == [2, 3, 6, 7]
     assert packed.predict.tolist() == [1, 1, 3, 5, 5]  # 7, 8 at 6; 9 at 8; 3, 2 at 4
+
+
+def test_last_layer_runs_its_position_wise_parts_at_the_read_positions_only(classifier):
+    """The packed layout's last MLP computes one row per sequence (where its reward is read), the first MLP
+    every token; afterwards the modules are as they were (a plain forward still gives the rewards)."""
+    batch = group_sequences(PAIRS, PAD)
+    layers = classifier.model.layers
+    seen = {}
+    hooks = [layers[i].mlp.gate_proj.register_forward_hook(lambda m, args, out, i=i: seen.__setitem__(i, args[0].shape))
+             for i in (0, -1)]
+    try:
+        with torch.no_grad():
+            group_rewards(classifier, batch, "packed")
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen[-1] == (2 * len(PAIRS), 32)
+    assert seen[0][0] == batch.rows.max() + 1 and seen[0][1] > 2 * len(PAIRS)
+    assert all("forward" not in vars(m) for m in (layers[-1].mlp, layers[-1].self_attn.q_proj))
+    torch.testing.assert_close(_alone(classifier, PAIRS[:1]),
+                               group_rewards(classifier, group_sequences(PAIRS[:1], PAD), "plain").detach())
