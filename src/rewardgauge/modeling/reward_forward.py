@@ -147,7 +147,8 @@ def _last_layer_per_position_parts(model: torch.nn.Module) -> list[torch.nn.Modu
     """The query projection, attention output projection and MLP of the last decoder layer, or None when the
     model is not laid out as ``<base>.layers[-1].self_attn.{q_proj,o_proj}`` and ``.mlp``."""
     inner = getattr(model, "module", model)
-    base = getattr(inner, "backbone", None) or getattr(inner, "base_model", None)
+    base = getattr(inner, "backbone", None)  # BackboneRewardModel; else the HF model's base (e.g. LlamaModel)
+    base = getattr(inner, "base_model", None) if base is None else base
     layers = getattr(base, "layers", None)
     if not isinstance(layers, torch.nn.ModuleList) or not len(layers):
         return None

@@ -116,7 +116,8 @@ class RewardTrainConfig(LoopConfig):
     max_length: int = field(default=512, metadata={"help": "tokens per (prompt, response); longer ones keep their end"})
     layout: Layout = field(default="packed", metadata={
         "help": "decoders: how a pair goes through the model (same rewards and gradients, different work): packed "
-                "(the pair's common prefix once, then chosen and rejected, several pairs per unpadded row), shared "
+                "(the pair's common prefix once, then chosen and rejected, several pairs per unpadded row, the last "
+                "layer's query side only where rewards are read), shared "
                 "(the prefix once, both responses on its KV cache), plain (two full sequences); encoders read a "
                 "text pair and always run the two sequences apart"})
     lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
