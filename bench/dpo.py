@@ -18,7 +18,9 @@ Sides, each in its own process, taking turns one step at a time (``_turns.py``):
 The reference pass before training is not timed on either side that has one.
 
 Prints one JSON line: ours_pairs_per_s, trl_pairs_per_s, ratio (ours / trl), the other sides and their ratios,
-peak RSS of each side, and the last logged loss of each.
+peak RSS of each side, and the last logged loss of each;
+each side's model GFLOP/s over its timed steps and its fraction of the fp32 matmul peak on the same threads
+(``<side>_gflops``, ``<side>_flops_fraction_of_peak``, ``peak_gflops``; see _flops.py and peak.py).
 
     .venv/bin/python bench/dpo.py [--preset small] [--batch-size 16] [--steps 30] [--threads 1]
 """

@@ -28,7 +28,9 @@ Sides, each in its own process, taking turns one step at a time (``_turns.py``):
   trl          TRL GRPOTrainer
 
 Prints one JSON line: ours_samples_per_s, trl_samples_per_s, ratio (ours / trl), ours_plain_samples_per_s,
-peak RSS of each side, and each side's mean completion length and mean reward over its timed steps.
+peak RSS of each side, and each side's mean completion length and mean reward over its timed steps;
+each side's model GFLOP/s over its timed steps and its fraction of the fp32 matmul peak on the same threads
+(``<side>_gflops``, ``<side>_flops_fraction_of_peak``, ``peak_gflops``; see _flops.py and peak.py).
 
     .venv/bin/python bench/grpo.py [--preset small] [--steps 16] [--group-size 8] [--threads 1]
 """

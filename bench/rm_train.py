@@ -6,8 +6,9 @@ learning-rate schedule, gradient clipping, optimizer (fused AdamW) and number of
 CPU pitfalls fixed (bf16=False, use_cpu=True, no activation checkpointing, no reporting, no tqdm, no saves).
 
 Sides, each in its own process (so its peak RSS is its own):
-  ours             rewardgauge defaults (length bucketing on)
-  ours_no_bucket   rewardgauge with random batches, as TRL's default sampler makes them
+  ours             rewardgauge defaults: layout packed (each pair's prompt once, chosen and rejected after it,
+                   several pairs per unpadded row, the last layer at the read positions only), length bucketing
+  ours_no_bucket   the same with random batches, as TRL's default sampler makes them
   trl              TRL RewardTrainer defaults (random batches)
   trl_grouped      TRL with train_sampling_strategy="group_by_length" (its length grouping)
 
@@ -16,7 +17,9 @@ holder trains one step. Contention then falls on every side alike. A step is tim
 to the end of the step, so data loading, logging and per-step bookkeeping count for both; warm-up steps
 and the last step are left out: pairs/s = timed pairs / summed step time.
 
-Prints one JSON line: ours_pairs_per_s, trl_pairs_per_s, ratio (ours / trl), the other sides, peak RSS.
+Prints one JSON line: ours_pairs_per_s, trl_pairs_per_s, ratio (ours / trl), ratio_vs_trl_grouped, the other sides,
+peak RSS; each side's model GFLOP/s over its timed steps and its fraction of the fp32 matmul peak on the same threads
+(``<side>_gflops``, ``<side>_flops_fraction_of_peak``, ``peak_gflops``; see _flops.py and peak.py).
 
     .venv/bin/python bench/rm_train.py [--preset small] [--batch-size 16] [--steps 30] [--threads 1]
 """
