@@ -15,7 +15,8 @@ tokens, and its fraction of ``peak.matmul_peak_flops`` how far it is from the ma
 The counter wraps ``LlamaModel.forward`` (both sides build that class, whatever trainer calls it) and counts
 the Linear modules called inside it (a global forward hook), reading the inputs each call gets: a 2D attention mask (keys: the mask up to each query, past tokens of a KV cache
 included), a 4D block mask of packed rows (keys: the allowed entries of each query's row), or none (every key
-up to the query; rows right-padded with the pad id).
+up to the query; rows right-padded with the pad id). Our decoding steps, which skip ``LlamaModel``
+(``modeling.fast_decode``), are counted at ``FastDecoder.step`` the same way.
 """
 
 from __future__ import annotations
@@ -52,7 +53,26 @@ class FlopCounter:
 
         LlamaModel.forward = counted
         torch.nn.modules.module.register_module_forward_hook(self._count_linear)
+        self._count_fast_decoding()
         return self
+
+    def _count_fast_decoding(self) -> None:
+        """Our generation decodes plain Llamas with ``modeling.fast_decode`` (fused weights, no LlamaModel call):
+        per step, 2 FLOPs per weight of the backbone's projections for each live row, plus its attention."""
+        from rewardgauge.modeling.fast_decode import FastDecoder
+
+        step = FastDecoder.step
+
+        @functools.wraps(step)
+        def counted(decoder, tokens, positions):
+            logits = step(decoder, tokens, positions)
+            weights = sum(w.numel() for _, wqkv, wo, _, wgu, wdown in decoder.layers for w in (wqkv, wo, wgu, wdown))
+            attended = int(decoder.mask[:, :decoder.length].sum())
+            hidden = decoder.heads * decoder.head_dim
+            self.total += 2 * weights * tokens.shape[0] + 4 * len(decoder.layers) * hidden * attended
+            return logits
+
+        FastDecoder.step = counted
 
     def _count_linear(self, module, args, output) -> None:
         """2·in·out per row a Linear inside the running Llama forward computes: the real tokens when it runs on
