@@ -157,3 +157,16 @@ def test_last_layer_runs_its_position_wise_parts_at_the_read_positions_only(clas
     assert all("forward" not in vars(m) for m in (layers[-1].mlp, layers[-1].self_attn.q_proj))
     torch.testing.assert_close(_alone(classifier, PAIRS[:1]),
                                group_rewards(classifier, group_sequences(PAIRS[:1], PAD), "plain").detach())
+
+
+def test_two_rewards_read_at_one_prefix_position_count_once(classifier):
+    """Both suffixes nothing but the pad id: chosen and rejected read their rewards at the same prefix token,
+    which the last layer must compute once (a duplicate would double its gradient)."""
+    pairs = [([2, 5, 6, 0], [2, 5, 6, 0, 0]), ([3, 4], [3, 5])]
+    batch = group_sequences(pairs, PAD)
+    rewards, grads = _rewards_and_grads(classifier, batch, "packed")
+    plain, plain_grads = _rewards_and_grads(classifier, batch, "plain")
+    torch.testing.assert_close(rewards, plain, atol=1e-10, rtol=1e-10)
+    scale = max(g.abs().max().item() for g in plain_grads)
+    for a, b in zip(grads, plain_grads):
+        torch.testing.assert_close(a, b, atol=1e-6 * scale, rtol=1e-5)

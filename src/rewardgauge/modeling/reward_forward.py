@@ -160,8 +160,8 @@ def _last_layer_per_position_parts(model: torch.nn.Module) -> list[torch.nn.Modu
 
 @contextmanager
 def last_layer_at(model: torch.nn.Module, at: torch.Tensor):
-    """Run the position-wise parts of the last decoder layer only at the flat positions ``at`` (row · T + column)
-    where rewards are read: the last layer's output at a position is read by nothing but the head at that
+    """Run the position-wise parts of the last decoder layer only at the distinct flat positions ``at``
+    (row · T + column) where rewards are read: the last layer's output at a position is read by nothing but the head at that
     position, and its query projection, attention output projection and MLP act on that position alone. Other
     positions get zeros from them (their outputs are never read, so no gradient reaches them); keys and values
     still come from every position. For a 4-layer model this skips about a fifth of the matmuls, exactly.
@@ -202,7 +202,9 @@ def group_rewards(model: torch.nn.Module, batch: GroupedSequences, layout: Layou
                       batch.pad_id, batch.rows)
         at = torch.where(in_prefix, packed.prompt_start[index] + batch.read,
                          packed.response_start + batch.read - p_len[index])
-        with _HeadOutputs(model) as outputs, last_layer_at(model, at):
+        # Once per position: two rewards read at one prefix token (both suffixes only padding) would otherwise
+        # have its last layer computed twice and its gradient counted twice.
+        with _HeadOutputs(model) as outputs, last_layer_at(model, at.unique()):
             model(input_ids=packed.ids, attention_mask=packed.mask, position_ids=packed.positions, use_cache=False)
         return outputs[-1].flatten(0, 1)[at]
     if layout == "shared":
