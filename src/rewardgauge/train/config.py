@@ -115,6 +115,12 @@ class RewardTrainConfig(LoopConfig):
     center_coef: float = field(default=0.0, metadata={
         "help": "reward centering coefficient, adds coef·(r_c + r_r)² (Eisenstein et al. 2023); 0 = off"})
     max_length: int = field(default=512, metadata={"help": "tokens per (prompt, response); longer ones keep their end"})
+    layout: Layout = field(default="packed", metadata={
+        "help": "decoders: how a pair goes through the model (same rewards and gradients, different work): packed "
+                "(the pair's common prefix once, then chosen and rejected, several pairs per unpadded row, the last "
+                "layer's query side only where rewards are read), shared "
+                "(the prefix once, both responses on its KV cache), plain (two full sequences); encoders read a "
+                "text pair and always run the two sequences apart"})
     lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
     # Ensembles (Coste et al. 2023): K members on different data subsets and seeds, aggregated conservatively.
     members: int = field(default=1, metadata={
