@@ -258,3 +258,59 @@ def line_chart(name: str, steps: Sequence[float], values: Sequence[float], max_p
     elif len(rx) <= 40:
         parts.append("".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2"/>' for x, y in zip(rx, ry)))
     return _svg(WIDTH, HEIGHT, f"{name} against step", parts)
+
+
+# --- two series on one chart --------------------------------------------------------------------------------
+
+PAIR_WIDTH, PAIR_HEIGHT = 420, 190
+_PAIR_LEFT, _PAIR_RIGHT, _PAIR_TOP, _PAIR_BOTTOM = 50, 50, 22, 22
+
+
+def paired_lines(name: str, x_name: str, xs: Sequence[float], left: tuple[str, Sequence[float]],
+                 right: tuple[str, Sequence[float]], shared_axis: bool = False, max_points: int = 500) -> Markup:
+    """Two series against one x (in the order given: a path, so x need not grow, e.g. √KL over steps), the
+    first on the left axis (blue), the second on the right axis (gold), each on its own scale unless
+    ``shared_axis``. Noisy series are drawn as an EMA over faint raw points; the legend names both."""
+    plot_w = PAIR_WIDTH - _PAIR_LEFT - _PAIR_RIGHT
+    plot_h = PAIR_HEIGHT - _PAIR_TOP - _PAIR_BOTTOM
+    x0, x1 = min(xs), max(xs)
+
+    def sx(x: float) -> float:
+        return _PAIR_LEFT + (x - x0) / ((x1 - x0) or 1) * plot_w
+
+    def scale(values: Sequence[float]) -> tuple[float, float]:
+        lo, hi = min(values), max(values)
+        pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 1.0
+        return lo - pad, hi + pad
+
+    ranges = [scale(left[1]), scale(right[1])]
+    if shared_axis:
+        both = scale([*left[1], *right[1]])
+        ranges = [both, both]
+    parts = []
+    for side, ((label, ys), (y0, y1), cls) in enumerate(zip((left, right), ranges, ("pair-a", "pair-b"))):
+        def sy(y: float, y0=y0, y1=y1) -> float:
+            return _PAIR_TOP + (y1 - y) / (y1 - y0) * plot_h
+
+        if side == 0 or not shared_axis:
+            for y in (y0 + (y1 - y0) * 0.05, (y0 + y1) / 2, y1 - (y1 - y0) * 0.05):
+                if side == 0:
+                    parts.append(f'<line class="grid" x1="{_PAIR_LEFT}" x2="{PAIR_WIDTH - _PAIR_RIGHT}" '
+                                 f'y1="{sy(y):.1f}" y2="{sy(y):.1f}"/>' + _text(_PAIR_LEFT - 4, sy(y) + 3, tick(y), "ylab"))
+                else:
+                    parts.append(_text(PAIR_WIDTH - _PAIR_RIGHT + 4, sy(y) + 3, tick(y), "ylab right"))
+        noisy = is_noisy(ys)
+        if noisy:
+            parts.append(_polyline(*downsample_stride(xs, ys, max_points), sx, sy, f"{cls} raw-pair"))
+            parts.append(_polyline(*downsample_stride(xs, ema(ys, smoothing_span(len(ys))), max_points), sx, sy,
+                                   f"{cls} ema-pair"))
+        else:
+            parts.append(_polyline(*downsample_stride(xs, ys, max_points), sx, sy, f"{cls} line-pair"))
+        legend_x = _PAIR_LEFT + side * plot_w / 2
+        parts.append(f'<line class="{cls} line-pair" x1="{legend_x:.1f}" x2="{legend_x + 16:.1f}" y1="9" y2="9"/>'
+                     + _text(legend_x + 20, 12, f"{label} ({'left' if side == 0 else 'right'} axis)"
+                             if not shared_axis else label, "legend"))
+    parts.append(_text(_PAIR_LEFT, PAIR_HEIGHT - 6, tick(x0), "xlab")
+                 + _text(PAIR_WIDTH - _PAIR_RIGHT, PAIR_HEIGHT - 6, tick(x1), "xlab end")
+                 + _text(_PAIR_LEFT + plot_w / 2, PAIR_HEIGHT - 6, x_name, "xlab mid"))
+    return _svg(PAIR_WIDTH, PAIR_HEIGHT, f"{left[0]} and {right[0]} against {x_name}", parts)
