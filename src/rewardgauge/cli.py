@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "rewardgauge.sandbox.commands",
     "rewardgauge.report.commands",
     "rewardgauge.quickstart",
+    "rewardgauge.pipeline",
 ]
 
 _groups: dict[tuple[int, str], argparse._SubParsersAction] = {}
