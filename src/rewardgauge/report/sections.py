@@ -407,7 +407,10 @@ def rl_runs(run: Run) -> list[Section]:
                                  caption=f"{f.file('style.jsonl')}: the share of each step's sampled responses with at "
                                          "least one filler sentence (\"i hope this helps .\") or opener (\"certainly !\")."))
         elif f.style is not None:
-            blocks.append(Note(f"{f.file('style.jsonl')}: no filler sentence or opener in any step's samples."))
+            constant = ", ".join(f"{k} {fmt(f.style.scalars[k][0])}" for k in ("filler_rate", "opener_rate")
+                                 if k in f.style.scalars)
+            blocks.append(Note(f"{f.file('style.jsonl')}: the filler and opener rates did not change over the "
+                               f"steps ({constant or 'not logged'})."))
         for when in ("first", "last"):
             if when in f.samples:
                 blocks.append(_rollout_table(f.samples[when], f"Rollouts at the {'start' if when == 'first' else 'end'}"
