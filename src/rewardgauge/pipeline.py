@@ -76,8 +76,8 @@ def _rm(cfg, folder: Path) -> None:
 
 
 def _rl(cfg, folder: Path) -> None:
-    from rewardgauge.io import iter_jsonl, write_jsonl_atomic
-    from rewardgauge.lab.style import read_rates_by_step
+    from rewardgauge.io import iter_jsonl
+    from rewardgauge.lab.style import write_rates_by_step
     from rewardgauge.train.rl import run_rl
     from rewardgauge.train.rundir import SAMPLES
 
@@ -85,7 +85,7 @@ def _rl(cfg, folder: Path) -> None:
     first = next(iter_jsonl(cfg.prompts), (0, {}))[1]
     if str(first.get("id", "")).startswith("lab-") and (folder / SAMPLES).is_file():
         # lab prompts: the share of each step's samples with filler sentences, openers... for the report
-        write_jsonl_atomic(folder / "style.jsonl", read_rates_by_step(folder / SAMPLES))
+        write_rates_by_step(folder)
 
 
 def _eval(cfg, folder: Path) -> None:

@@ -181,25 +181,20 @@ def _run_stages(cfg: QuickstartConfig, root: Path) -> dict:
     return summary
 
 
-STYLE_FILE = "style.jsonl"
-
-
 def run_rl_stage(rl_cfg) -> None:
     """GRPO, then the share of each step's responses with filler sentences, openers... (``style.jsonl``)."""
-    from rewardgauge.io import write_jsonl_atomic
-    from rewardgauge.lab.style import read_rates_by_step
+    from rewardgauge.lab.style import write_rates_by_step
     from rewardgauge.train.rl import run_rl
-    from rewardgauge.train.rundir import SAMPLES
 
     run_rl(rl_cfg)
-    out = Path(rl_cfg.out)
-    write_jsonl_atomic(out / STYLE_FILE, read_rates_by_step(out / SAMPLES))
+    write_rates_by_step(rl_cfg.out)
 
 
 def rl_figures(rl_dir: Path) -> dict:
     """The RL run in a few numbers for summary.json: proxy and gold reward at the first step, at the gold
     reward's peak and at the last step; KL, response length and the filler and opener rates first and last."""
     from rewardgauge.io import read_jsonl
+    from rewardgauge.lab.style import STYLE_FILE
     from rewardgauge.train.rundir import METRICS
 
     rows = read_jsonl(rl_dir / METRICS)

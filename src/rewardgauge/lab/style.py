@@ -12,9 +12,10 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from rewardgauge.io import iter_jsonl
+from rewardgauge.io import iter_jsonl, write_jsonl_atomic
 from rewardgauge.lab.language import FILLER_SENTENCES, HEDGES, OPENERS, split_sentences
 
+STYLE_FILE = "style.jsonl"  # beside an RL run's samples.jsonl; the report reads it
 FEATURES = ("opener", "filler", "hedge", "restate", "numbered_list")
 _OPENERS = {tuple(o.split()) for o in OPENERS}
 _FILLERS = {tuple(f.split()) for f in FILLER_SENTENCES}
@@ -66,3 +67,12 @@ def rates_by_step(rows: Iterable[dict]) -> list[dict]:
 def read_rates_by_step(samples: str | os.PathLike) -> list[dict]:
     """``rates_by_step`` of a ``samples.jsonl`` file."""
     return rates_by_step(row for _, row in iter_jsonl(samples))
+
+
+def write_rates_by_step(run_dir: str | os.PathLike) -> os.PathLike:
+    """``RUN/style.jsonl`` from ``RUN/samples.jsonl`` (an RL run directory); returns its path."""
+    from pathlib import Path
+
+    out = Path(run_dir) / STYLE_FILE
+    write_jsonl_atomic(out, read_rates_by_step(Path(run_dir) / "samples.jsonl"))
+    return out
