@@ -86,9 +86,11 @@ def test_quickstart_skips_finished_stages_and_resumes_the_interrupted_one(tmp_pa
     assert [r["step"] for r in samples] == [1] * 4 + [2] * 4  # every rollout: 2 prompts x 2 responses per step
     style = [json.loads(line) for line in (rl / "style.jsonl").read_text().splitlines()]
     assert [(r["step"], r["samples"]) for r in style] == [(1, 4), (2, 4)]
-    assert summary["rl_steps"] == 2 and summary["rl_gold_first"] == round(metrics[0]["gold_mean"], 4)
-    assert summary["rl_proxy_last"] == round(metrics[-1]["reward_mean"], 4)
-    assert summary["rl_filler_rate_first"] == style[0]["filler_rate"]
+    # two steps: one window of both (the figures are means over up to 5 steps)
+    assert summary["rl_steps"] == 2 and summary["rl_window"] == 2 and summary["rl_gold_peak_steps"] == "1-2"
+    assert summary["rl_gold_first"] == round((metrics[0]["gold_mean"] + metrics[1]["gold_mean"]) / 2, 4)
+    assert summary["rl_proxy_last"] == round((metrics[0]["reward_mean"] + metrics[1]["reward_mean"]) / 2, 4)
+    assert summary["rl_filler_rate_first"] == round((style[0]["filler_rate"] + style[1]["filler_rate"]) / 2, 4)
     assert "[quickstart] rl ..." in printed and "GRPO against the reward model, 2 steps" in printed
     assert printed.rstrip().endswith(f"[quickstart] report: {out / 'report.html'}")
     html = (out / "report.html").read_text()

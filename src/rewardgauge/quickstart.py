@@ -190,36 +190,52 @@ def run_rl_stage(rl_cfg) -> None:
     write_rates_by_step(rl_cfg.out)
 
 
-def rl_figures(rl_dir: Path) -> dict:
-    """The RL run in a few numbers for summary.json: proxy and gold reward at the first step, at the gold
-    reward's peak and at the last step; KL, response length and the filler and opener rates first and last."""
+RL_WINDOW = 5  # steps averaged in the RL figures: one step's 16 prompts are a noisy sample of the prompt mix
+
+
+def rl_figures(rl_dir: Path, window: int = RL_WINDOW) -> dict:
+    """The RL run in a few numbers for summary.json, each a mean over ``window`` consecutive steps (one step's
+    prompts are few, so a single step's mean is mostly which prompts it drew): proxy and gold reward over the
+    first steps, over the window where gold is highest, and over the last steps; KL, response length and the
+    filler and opener rates over the first and the last steps."""
     from rewardgauge.io import read_jsonl
     from rewardgauge.lab.style import STYLE_FILE
     from rewardgauge.train.rundir import METRICS
 
     rows = read_jsonl(rl_dir / METRICS)
     style = {r["step"]: r for r in read_jsonl(rl_dir / STYLE_FILE)}
-    first, last = rows[0], rows[-1]
-    peak = max(rows, key=lambda r: r["gold_mean"])
-    out = {"rl_steps": last["step"], "rl_gold_peak_step": peak["step"]}
-    for name, row in (("first", first), ("peak", peak), ("last", last)):
-        out[f"rl_proxy_{name}"] = round(row["reward_mean"], 4)
-        out[f"rl_gold_{name}"] = round(row["gold_mean"], 4)
-    for name, row in (("first", first), ("last", last)):
-        out[f"rl_kl_{name}"] = round(row["kl_k3"], 4)
-        out[f"rl_length_{name}"] = round(row["response_length"], 2)
+    w = max(1, min(window, len(rows)))
+    windows = [rows[i:i + w] for i in range(len(rows) - w + 1)]
+
+    def mean(rs: list[dict], key: str, source: dict | None = None) -> float | None:
+        values = [(source[r["step"]] if source is not None else r).get(key) for r in rs
+                  if source is None or r["step"] in source]
+        values = [v for v in values if v is not None]
+        return round(sum(values) / len(values), 4) if values else None
+
+    peak = max(windows, key=lambda rs: mean(rs, "gold_mean"))
+    out = {"rl_steps": rows[-1]["step"], "rl_window": w,
+           "rl_gold_peak_steps": f"{peak[0]['step']}-{peak[-1]['step']}"}
+    for name, rs in (("first", windows[0]), ("peak", peak), ("last", windows[-1])):
+        out[f"rl_proxy_{name}"] = mean(rs, "reward_mean")
+        out[f"rl_gold_{name}"] = mean(rs, "gold_mean")
+    for name, rs in (("first", windows[0]), ("last", windows[-1])):
+        out[f"rl_kl_{name}"] = mean(rs, "kl_k3")
+        out[f"rl_length_{name}"] = mean(rs, "response_length")
         for feature in ("filler", "opener"):
-            out[f"rl_{feature}_rate_{name}"] = style.get(row["step"], {}).get(f"{feature}_rate")
+            out[f"rl_{feature}_rate_{name}"] = mean(rs, f"{feature}_rate", style)
     return out
 
 
 def format_rl_figures(f: dict) -> str:
+    w, last = f["rl_window"], f["rl_steps"]
     return "\n".join([
-        f"GRPO against the reward model, {f['rl_steps']} steps (proxy = the reward model, gold = the lab's utility):",
-        f"  proxy reward  first {f['rl_proxy_first']:+.3f}  at gold's peak {f['rl_proxy_peak']:+.3f}  "
+        f"GRPO against the reward model, {last} steps (proxy = the reward model, gold = the lab's utility; "
+        f"means over {w} steps: first = steps 1-{w}, last = steps {last - w + 1}-{last}):",
+        f"  proxy reward  first {f['rl_proxy_first']:+.3f}  where gold peaks {f['rl_proxy_peak']:+.3f}  "
         f"last {f['rl_proxy_last']:+.3f}",
-        f"  gold reward   first {f['rl_gold_first']:+.3f}  peak {f['rl_gold_peak']:+.3f} (step "
-        f"{f['rl_gold_peak_step']})  last {f['rl_gold_last']:+.3f}",
+        f"  gold reward   first {f['rl_gold_first']:+.3f}  peak {f['rl_gold_peak']:+.3f} (steps "
+        f"{f['rl_gold_peak_steps']})  last {f['rl_gold_last']:+.3f}",
         f"  KL (k3)       first {f['rl_kl_first']:.3f}  last {f['rl_kl_last']:.3f}",
         f"  length        first {f['rl_length_first']:.1f}  last {f['rl_length_last']:.1f} tokens",
         f"  filler rate   first {_pct(f['rl_filler_rate_first'])}  last {_pct(f['rl_filler_rate_last'])}",
