@@ -131,3 +131,21 @@ def test_bad_config_is_one_line_and_exit_2_before_any_stage_runs(tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and where in err and str(config) in err, err
     assert not out.exists()  # nothing ran, nothing was written
+
+
+def test_the_shipped_examples_are_valid_pipelines():
+    from pathlib import Path
+
+    from rewardgauge.pipeline import load_pipeline
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    root, stages = load_pipeline(examples / "hybrid.yaml")
+    assert [(s.name, s.kind) for s in stages] == [
+        ("lab", "lab"), ("policy", "policy"), ("sft", "sft"), ("dpo", "dpo"), ("dpo_eval", "eval"), ("rm", "rm"),
+        ("eval", "eval"), ("audit", "audit"), ("rl", "rl")]
+    rl = stages[-1].config
+    # RLHF from the DPO policy against the explicit reward model trained from the SFT model
+    assert rl.policy.model == str(root / "dpo") and rl.reward.models == [str(root / "rm")]
+    assert stages[3].config.model == str(root / "sft") and stages[4].config.model == str(root / "dpo")
+    _, small = load_pipeline(examples / "lab-small.yaml")
+    assert [s.kind for s in small] == ["lab", "policy", "sft", "rm", "eval", "audit", "rl"]
