@@ -40,9 +40,9 @@ class QuickstartConfig:
     rm_loss: Loss = field(default="soft", metadata={"help": "bt, margin, soft (vote fractions) or multi"})
     batch_size: int = field(default=32, metadata={"help": "pairs / demonstrations per step"})
     rl_steps: int = field(default=40, metadata={"help": "GRPO steps against the reward model; 0 = no RL stage"})
-    rl_prompts_per_step: int = field(default=16, metadata={"help": "GRPO prompts per step"})
-    rl_group_size: int = field(default=4, metadata={"help": "GRPO responses sampled per prompt"})
-    rl_lr: float = field(default=5e-5, metadata={"help": "GRPO learning rate"})
+    rl_prompts_per_step: int = field(default=8, metadata={"help": "GRPO prompts per step"})
+    rl_group_size: int = field(default=8, metadata={"help": "GRPO responses sampled per prompt"})
+    rl_lr: float = field(default=1e-4, metadata={"help": "GRPO learning rate"})
     rl_kl_coef: float = field(default=0.01, metadata={"help": "GRPO KL coefficient (k3, in the loss): weak"})
     rl_max_new_tokens: int = field(default=48, metadata={"help": "longest GRPO response"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
@@ -190,7 +190,7 @@ def run_rl_stage(rl_cfg) -> None:
     write_rates_by_step(rl_cfg.out)
 
 
-RL_WINDOW = 5  # steps averaged in the RL figures: one step's 16 prompts are a noisy sample of the prompt mix
+RL_WINDOW = 5  # steps averaged in the RL figures: one step's few prompts are a noisy sample of the prompt mix
 
 
 def rl_figures(rl_dir: Path, window: int = RL_WINDOW) -> dict:
