@@ -268,9 +268,14 @@ _PAIR_LEFT, _PAIR_RIGHT, _PAIR_TOP, _PAIR_BOTTOM = 50, 50, 22, 22
 
 def paired_lines(name: str, x_name: str, xs: Sequence[float], left: tuple[str, Sequence[float]],
                  right: tuple[str, Sequence[float]], shared_axis: bool = False, max_points: int = 500) -> Markup:
-    """Two series against one x (in the order given: a path, so x need not grow, e.g. √KL over steps), the
-    first on the left axis (blue), the second on the right axis (gold), each on its own scale unless
-    ``shared_axis``. Noisy series are drawn as an EMA over faint raw points; the legend names both."""
+    """Two series against one x, the first on the left axis (blue), the second on the right axis (gold), each
+    on its own scale unless ``shared_axis``. Noisy series are drawn as an EMA over faint raw points. An x that
+    does not grow (e.g. √KL over steps: a path) is smoothed like the series, and only the smoothed path is
+    drawn (raw points in step order would zigzag across the chart). The legend names both."""
+    path = any(b < a for a, b in zip(xs, xs[1:]))
+    if path:
+        span = max(5.0, len(xs) / 8)  # a path wants more smoothing than a curve over steps
+        xs, left, right = ema(xs, span), (left[0], ema(left[1], span)), (right[0], ema(right[1], span))
     plot_w = PAIR_WIDTH - _PAIR_LEFT - _PAIR_RIGHT
     plot_h = PAIR_HEIGHT - _PAIR_TOP - _PAIR_BOTTOM
     x0, x1 = min(xs), max(xs)
@@ -299,8 +304,7 @@ def paired_lines(name: str, x_name: str, xs: Sequence[float], left: tuple[str, S
                                  f'y1="{sy(y):.1f}" y2="{sy(y):.1f}"/>' + _text(_PAIR_LEFT - 4, sy(y) + 3, tick(y), "ylab"))
                 else:
                     parts.append(_text(PAIR_WIDTH - _PAIR_RIGHT + 4, sy(y) + 3, tick(y), "ylab right"))
-        noisy = is_noisy(ys)
-        if noisy:
+        if not path and is_noisy(ys):
             parts.append(_polyline(*downsample_stride(xs, ys, max_points), sx, sy, f"{cls} raw-pair"))
             parts.append(_polyline(*downsample_stride(xs, ema(ys, smoothing_span(len(ys))), max_points), sx, sy,
                                    f"{cls} ema-pair"))

@@ -38,6 +38,7 @@ from rewardgauge.report.model import (
 )
 
 CI_NAME = "95% Wilson score interval"
+RL_WINDOW = 5  # steps averaged in the RL section's summary sentence
 EXPLOIT_STD = 0.1  # an audit edit the reward model pays this many std for, and gold does not, is flagged
 
 
@@ -349,6 +350,24 @@ def _rollout_table(rows: list[dict], title: str) -> Table:
     return Table(columns, cells, title=title)
 
 
+def _window_sentence(steps: list[float], proxy: list[float], gold: list[float], window: int) -> str:
+    """Proxy and gold as means over ``window`` steps: the first, the one where gold is highest, the last."""
+    w = max(1, min(window, len(steps)))
+    last = len(steps) - w
+    best = max(range(last + 1), key=lambda i: sum(gold[i:i + w]))
+
+    def mean(v: list[float], i: int) -> str:
+        return fmt(sum(v[i:i + w]) / w)
+
+    def span(i: int) -> str:
+        return f"steps {fmt(steps[i])}–{fmt(steps[i + w - 1])}"
+    return (f"Means over {w} steps (one step's prompts are a small sample). Proxy reward (the reward model "
+            f"optimised): {mean(proxy, 0)} over {span(0)}, {mean(proxy, best)} where gold is highest, "
+            f"{mean(proxy, last)} over {span(last)}. Gold reward of the same samples: {mean(gold, 0)} → "
+            f"{mean(gold, best)} ({span(best)}) → {mean(gold, last)}. Where the proxy keeps rising and gold "
+            "falls, the policy is exploiting the reward model.")
+
+
 def rl_runs(run: Run) -> list[Section]:
     """Per RL run (metrics.jsonl with reward_mean): the proxy reward (what was optimised) beside the gold
     reward of the same samples, over steps and against √KL to the reference (Gao et al. 2022 plot both against
@@ -364,12 +383,7 @@ def rl_runs(run: Run) -> list[Section]:
         steps = sorted(proxy)
         if gold:
             s, p, g = _aligned(proxy, gold)
-            peak = max(range(len(s)), key=g.__getitem__)
-            blocks.append(Paragraph(
-                f"Proxy reward (the reward model optimised) {fmt(p[0])} at step {fmt(s[0])} → {fmt(p[-1])} at step "
-                f"{fmt(s[-1])}; gold reward of the same samples {fmt(g[0])} → peak {fmt(g[peak])} at step "
-                f"{fmt(s[peak])} → {fmt(g[-1])}. Where the proxy keeps rising and gold falls, the policy is "
-                "exploiting the reward model."))
+            blocks.append(Paragraph(_window_sentence(s, p, g, RL_WINDOW)))
             blocks.append(Figure("Proxy and gold reward over steps",
                                  charts.paired_lines("reward", "step", s, ("proxy", p), ("gold", g), max_points=run.max_points),
                                  _curve_table([("proxy reward", proxy), ("gold reward", gold)], s),
@@ -385,7 +399,8 @@ def rl_runs(run: Run) -> list[Section]:
                                                          ("gold", g2), max_points=run.max_points),
                                      Table(["step", "√KL", "proxy", "gold"], rows),
                                      caption="√ of the KL to the reference (k3 estimate, summed over a response's "
-                                             "tokens), in step order: the distance the policy has moved."))
+                                             "tokens) and both rewards, each smoothed (EMA) and drawn in step order: reward against the "
+                                             "distance the policy has moved."))
         else:
             blocks.append(Note(f"{f.file('metrics.jsonl')} has no gold_mean: no gold reward was logged beside the "
                                "proxy (the lab's prompts log it)."))
