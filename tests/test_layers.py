@@ -39,6 +39,8 @@ def test_contracts_hold():
     ("audit/probes.py", "from rewardgauge.lab import language", "Layers"),
     ("data/records.py", "import torch", "data imports no torch"),
     ("report/charts.py", "from rewardgauge.data import records", "report -> io only"),
+    # the review queue is records and a web page: no models
+    ("review/queue.py", "from rewardgauge.rewards import base", "review -> data, io"),
     # a library module importing a command module (the CLI is on top)
     ("rewards/evaluation.py", "from rewardgauge.rewards import commands", "The CLI on top"),
 ])

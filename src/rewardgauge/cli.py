@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "rewardgauge.audit.commands",
     "rewardgauge.sandbox.commands",
     "rewardgauge.report.commands",
+    "rewardgauge.prm.commands",
+    "rewardgauge.serve.commands",
     "rewardgauge.quickstart",
     "rewardgauge.pipeline",
 ]

@@ -51,6 +51,18 @@ def reward_centering_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, coef
     return coef * ((r_chosen + r_rejected) ** 2).mean()
 
 
+def step_bce_loss(step_logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L = -Σ m_s [y_s log σ(r_s) + (1 - y_s) log σ(-r_s)] / Σ m_s: binary cross-entropy of each labelled step s
+    (Lightman et al. 2023, "Let's Verify Step by Step", §2.4: predict each step's correctness at its last token;
+    Wang et al. 2024, Math-Shepherd, the PRM loss, with y_s a hard 0/1 label or a soft Monte Carlo estimate).
+
+    Inputs are [B, T] over token positions; ``mask`` is 1 at the last token of a labelled step, 0 elsewhere.
+    """
+    per = F.binary_cross_entropy_with_logits(step_logits, targets.to(step_logits.dtype), reduction="none")
+    mask = mask.to(per.dtype)
+    return (per * mask).sum() / mask.sum().clamp_min(1.0)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Direct preference optimisation. logπ_c, logπ_r are summed log-probabilities of the chosen / rejected response
 # under the policy, logπ̂_c, logπ̂_r under the frozen reference, and h = (logπ_c - logπ̂_c) - (logπ_r - logπ̂_r).
@@ -196,6 +208,41 @@ def rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     return (groups - others).reshape(-1)
 
 
+def step_rewards_per_token(step_rewards: torch.Tensor, step_ends: torch.Tensor, step_mask: torch.Tensor,
+                           width: int) -> torch.Tensor:
+    """r_t = Σ_j [t = e_j] r_j  (Wang et al. 2024, Math-Shepherd, §3.4 "step-by-step PPO": a process reward
+    model's score of step j paid at the step's last token e_j). Steps are [N, S] (``step_mask`` 0 for padding
+    and for steps without a score); out [N, width]."""
+    rewards = (step_rewards * step_mask).nan_to_num(0.0).to(torch.float32)
+    out = torch.zeros(step_rewards.shape[0], width, dtype=rewards.dtype, device=rewards.device)
+    return out.scatter_add_(1, step_ends.clamp(0, width - 1).long(), rewards)
+
+
+def process_supervision_advantages(step_rewards: torch.Tensor, step_ends: torch.Tensor, step_mask: torch.Tensor,
+                                   group_size: int, width: int, scale: bool = True,
+                                   eps: float = 1e-4) -> torch.Tensor:
+    """Â_{i,t} = Σ_{j: e_ij >= t} r̃_ij,  r̃_ij = (r_ij - mean(R)) / std(R)  (Shao et al. 2024, DeepSeekMath,
+    §4.1.3, GRPO with process supervision): R is every step reward of the G responses to one prompt, and a
+    token's advantage is the sum of the normalised rewards of its own step and the steps after it. [N, S] in,
+    [N, width] out. ``scale=False`` leaves out the std (as Dr. GRPO does for outcome rewards); std is the
+    unbiased one, and a group whose step rewards are all equal (or that has one step) gets Â = 0."""
+    n = step_rewards.shape[0]
+    if group_size < 2 or n % group_size:
+        raise ValueError(f"need group_size >= 2 dividing {n} responses, got {group_size}")
+    mask = step_mask.to(torch.float32)
+    values = (step_rewards.to(torch.float32) * mask).nan_to_num(0.0)
+    grouped_values = values.reshape(n // group_size, -1)
+    grouped_mask = mask.reshape(n // group_size, -1)
+    count = grouped_mask.sum(-1, keepdim=True)
+    mean = grouped_values.sum(-1, keepdim=True) / count.clamp_min(1)
+    centred = (grouped_values - mean) * grouped_mask
+    if scale:
+        std = (centred.pow(2).sum(-1, keepdim=True) / (count - 1).clamp_min(1)).sqrt()
+        centred = centred / (std + eps).masked_fill(std == 0, 1.0)
+    per_token = step_rewards_per_token(centred.reshape(n, -1), step_ends, mask, width)
+    return per_token.flip(-1).cumsum(-1).flip(-1)
+
+
 def _groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     if group_size < 2:
         raise ValueError(f"group advantages need at least 2 samples per prompt, got {group_size}")
@@ -274,8 +321,11 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k3
 
 def kl_penalised_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
     """r_t = -β KL_t + [t = last] · r(x, y)  (Ziegler et al. 2019, eq. 2; Ouyang et al. 2022, eq. 2): the KL
-    penalty paid per token in the reward, the reward model's score at the response's last token. [N, T] out."""
+    penalty paid per token in the reward, the reward model's score at the response's last token. [N, T] out.
+    ``scores`` of shape [N, T] are per-token rewards already (``step_rewards_per_token``: dense, per step)."""
     mask = mask.to(kl.dtype)
+    if scores.dim() == 2:
+        return -beta * kl * mask + scores.to(kl.dtype) * mask
     lengths = mask.sum(-1).long()
     last = F.one_hot((lengths - 1).clamp_min(0), mask.shape[-1]).to(kl.dtype) * (lengths > 0)[:, None]
     return -beta * kl * mask + scores.to(kl.dtype)[:, None] * last

@@ -204,3 +204,26 @@ def test_lab_vocabulary_is_small():
         words.update(sample_response(p, rng).split())
     assert len(words) < 400
     assert all(w == w.lower() for w in words) and "bomb" in words and L.AGREE.split()[0] in words
+
+
+def test_gold_labelled_training_pairs(tmp_path):
+    """--labels gold: chosen is the gold-better side of every training pair, no votes to bring the annotators'
+    biases back; --label-flip flips that share at random (noise without bias)."""
+    base = dict(pairs=300, heldout_pairs=10, demos=1, rl_prompts=1, seed=3)
+    generate(LabDataConfig(out=str(tmp_path / "gold"), labels="gold", **base), progress=False)
+    train = load_pairs(tmp_path / "gold" / "train.jsonl")
+    assert len(train) == 300 and all(p.votes is None and p.annotators is None for p in train)
+    assert all(gold_utility(p.prompt, p.chosen) - gold_utility(p.prompt, p.rejected) >= 0.15 for p in train)
+    assert not any(is_heldout_prompt(p.prompt) for p in train)
+    generate(LabDataConfig(out=str(tmp_path / "flip"), labels="gold", label_flip=0.25, **base), progress=False)
+    flipped = load_pairs(tmp_path / "flip" / "train.jsonl")
+    wrong = [p for p in flipped if gold_utility(p.prompt, p.chosen) < gold_utility(p.prompt, p.rejected)]
+    assert 0.18 < len(wrong) / len(flipped) < 0.32 and all(p.meta.get("flipped") for p in wrong)
+    # the same pairs as without flips, only the flipped ones swapped
+    assert [{p.chosen, p.rejected} for p in flipped] == [{p.chosen, p.rejected} for p in train]
+    generate(LabDataConfig(out=str(tmp_path / "votes"), **base), progress=False)
+    annotated = load_pairs(tmp_path / "votes" / "train.jsonl")
+    against_gold = sum(gold_utility(p.prompt, p.chosen) < gold_utility(p.prompt, p.rejected) for p in annotated)
+    assert against_gold > 0  # the annotators' majority disagrees with gold on some pairs; gold labels never do
+    with pytest.raises(ValueError, match="label_flip"):
+        LabDataConfig(out="x", label_flip=0.1).validate()

@@ -113,6 +113,10 @@ OUTPUT_COMMANDS = {
     "quickstart": (["quickstart", "--pairs", "20"], "--out", "dir"),
     "rm_train": (["rm", "train", "--model", "{a}/model", "--data", "{a}/pairs.jsonl"], "--out", "dir"),
     "sft": (["sft", "--model", "{a}/model", "--data", "{a}/demos.jsonl"], "--out", "dir"),
+    "prm_label": (["prm", "label", "--method", "propose", "--proposer", "lab-gold", "--data", "{a}/steps.jsonl"],
+                  "--out", "dir"),
+    "prm_eval": (["prm", "eval", "--model", "{a}/model", "--data", "{a}/steps.jsonl"], "--out", "file"),
+    "bon": (["bon", "--samples", "{a}/samples.jsonl", "--checker", "lab"], "--out", "dir"),
     "dpo": (["dpo", "--model", "{a}/model", "--data", "{a}/pairs.jsonl"], "--out", "dir"),
     "rl": (["rl", "--prompts", "{a}/pairs.jsonl", "--policy.model", "{a}/model", "--reward.models", "lab-gold"],
            "--out", "dir"),
@@ -130,7 +134,7 @@ def _output_cases():
         for name, (path, files) in bad.items():
             yield pytest.param([*argv, flag, path], files, None, id=f"{cmd}-out_{name}")
     # A second writer of the same output folder stops at once.
-    for cmd in ("lab_data", "data_split", "model_init", "quickstart"):
+    for cmd in ("lab_data", "data_split", "model_init", "quickstart", "prm_label", "bon"):
         argv, flag, _ = OUTPUT_COMMANDS[cmd]
         yield pytest.param([*argv, flag, "{d}/out"], {}, "{d}/out", id=f"{cmd}-output_locked_by_another_writer")
 
@@ -247,6 +251,36 @@ OPTION_CASES = [
                                "--batch-size", "0"]),
     ("sft-lr_nan", ["sft", "--model", "{a}/model", "--data", "{a}/demos.jsonl", "--out", "{d}/sft", "--lr", "nan"]),
     ("sft-epochs_0", ["sft", "--model", "{a}/model", "--data", "{a}/demos.jsonl", "--out", "{d}/sft", "--epochs", "0"]),
+    # process reward models and best-of-N
+    ("prm_eval-threshold_above_1", ["prm", "eval", "--model", "{a}/model", "--data", "{a}/steps.jsonl",
+                                    "--threshold", "1.5"]),
+    ("prm_eval-batch_size_0", ["prm", "eval", "--model", "{a}/model", "--data", "{a}/steps.jsonl",
+                               "--batch-size", "0"]),
+    ("prm_eval-model_not_a_prm", ["prm", "eval", "--model", "{a}/model", "--data", "{a}/steps.jsonl"]),
+    ("prm_train-data_is_pairs", ["prm", "train", "--model", "{a}/model", "--data", "{a}/pairs.jsonl", "--out",
+                                 "{d}/prm"]),
+    ("prm_label-data_is_pairs", ["prm", "label", "--method", "propose", "--proposer", "lab-gold", "--data",
+                                 "{a}/pairs.jsonl", "--out", "{d}/l"]),
+    ("prm_label-rollouts_without_policy", ["prm", "label", "--data", "{a}/steps.jsonl", "--out", "{d}/l"]),
+    ("prm_label-rollouts_0", ["prm", "label", "--data", "{a}/steps.jsonl", "--out", "{d}/l", "--policy",
+                              "{a}/model", "--rollouts", "0"]),
+    ("prm_label-device_bogus", ["prm", "label", "--data", "{a}/steps.jsonl", "--out", "{d}/l", "--policy",
+                                "{a}/model", "--checker", "lab", "--device", "bogus"]),
+    ("prm_review-per_item_0", ["prm", "review", "--data", "{a}/steps.jsonl", "--out", "{d}/q", "--per-item", "0"]),
+    ("prm_review-host_without_token", ["prm", "review", "--data", "{a}/steps.jsonl", "--out", "{d}/q", "--host",
+                                       "0.0.0.0"]),
+    ("bon-neither_samples_nor_policy", ["bon", "--out", "{d}/b", "--checker", "lab"]),
+    ("bon-draws_0", ["bon", "--samples", "{a}/samples.jsonl", "--out", "{d}/b", "--checker", "lab", "--draws", "0"]),
+    ("bon-samples_are_pairs", ["bon", "--samples", "{a}/pairs.jsonl", "--out", "{d}/b", "--checker", "lab"]),
+    ("bon-numeric_without_reference", ["bon", "--samples", "{a}/samples.jsonl", "--out", "{d}/b"]),
+    # serve: every case stops before a server runs (the address rule itself is tested in tests/serve/test_auth.py)
+    ("serve-max_batch_size_0", ["serve", "--rm", "lab-gold", "--max-batch-size", "0"]),
+    ("serve-request_items_over_queue", ["serve", "--rm", "lab-gold", "--max-request-items", "10", "--max-queue", "5"]),
+    ("serve-port_out_of_range", ["serve", "--rm", "lab-gold", "--port", "70000"]),
+    ("serve-max_wait_nan", ["serve", "--rm", "lab-gold", "--max-wait-ms", "nan"]),
+    ("serve-token_file_missing", ["serve", "--rm", "lab-gold", "--token-file", "{d}/nope"]),
+    ("serve-token_file_with_spaces", ["serve", "--rm", "lab-gold", "--token-file", "{a}/pairs.jsonl"]),
+    ("serve-rm_missing", ["serve", "--rm", "{d}/nope", "--port", "0"]),
     # usage errors (argparse) in the same one-line form
     ("cli-unknown_command", ["nope"]),
     ("cli-unknown_flag", ["data", "validate", "{a}/pairs.jsonl", "--bogus"]),
@@ -349,6 +383,10 @@ def assets(tmp_path_factory) -> Path:
     (a / "tasks.jsonl").write_text(json.dumps(task) + "\n")
     (a / "completions.jsonl").write_text(json.dumps({"task_id": "t1", "completion": "    return a + b\n"}) + "\n")
     (a / "prog.py").write_text("print('hi')\n")
+    (a / "steps.jsonl").write_text(json.dumps({"prompt": "compute 1 + 2 .", "steps": ["1 + 2 = 3 .", "answer 3 ."],
+                                               "labels": [True, True], "source": "human"}) + "\n")
+    (a / "samples.jsonl").write_text(json.dumps({"prompt": "compute 1 + 2 .",
+                                                 "responses": ["answer 3 .", "answer 4 ."]}) + "\n")
     (a / "run").mkdir()
     (a / "run" / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
     (a / "hh_unusable.jsonl").write_text(json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: same",

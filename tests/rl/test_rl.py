@@ -161,3 +161,30 @@ def test_a_weighted_sum_of_rewards_logs_each_component(lab_rl, tmp_path):
     assert row["reward_mean"] == pytest.approx(1.5 * row["reward/lab-gold"], abs=1e-5)
     assert row["reward/lab-gold_1"] == row["reward/lab-gold"] == row["gold_mean"]
     assert "reward/lab-gold/correctness" in row  # a component's own aspects are kept too
+
+
+def test_a_reward_server_by_url_is_the_reward_and_every_request_stays_on_loopback(lab_rl, tmp_path, loopback_only):
+    """`rewardgauge rl --reward.models http://127.0.0.1:PORT` (two replica URLs of one server here): the served
+    lab gold reward is the reward, so the optimised reward equals the gold reward logged beside it (computed in
+    process), aspects included, and the server scored every rollout."""
+    import httpx
+
+    from rewardgauge.rewards.loading import load_reward_model
+    from rewardgauge.serve.config import ServeConfig
+    from rewardgauge.serve.server import serve_in_thread
+
+    out = tmp_path / "remote"
+    with serve_in_thread(load_reward_model("lab-gold"), ServeConfig(rm="lab-gold", max_wait_ms=1)) as url:
+        assert url.startswith("http://127.0.0.1:")
+        code = main(_rl_args(lab_rl, out, "--reward.models", f"{url} {url}/", "--steps", "2", "--prompts-per-step",
+                             "4", "--generation.group-size", "4", "--generation.max-new-tokens", "12"))
+        metrics = httpx.get(f"{url}/metrics").text
+    assert code == 0
+    scored = [float(line.split()[1]) for line in metrics.splitlines()
+              if line.startswith("rewardgauge_responses_scored_total ")]
+    assert scored == [2 * 4 * 4]
+    rows = _lines(out / "metrics.jsonl")
+    assert len(rows) == 2
+    for row in rows:
+        assert row["reward_mean"] == row["gold_mean"] and row["reward_std"] == row["gold_std"]
+        assert row["reward/correctness"] == row["gold/correctness"]

@@ -13,6 +13,7 @@ import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 from tqdm import tqdm
 
@@ -31,6 +32,7 @@ from rewardgauge.lab.world import (
     sample_response,
 )
 
+LabelSource = Literal["annotators", "gold"]
 # |gold gap| thresholds: easy >= 1.5 > medium >= 0.6 > hard >= 0.15 > tie (no gold preference).
 EASY_GAP, MEDIUM_GAP, TIE_GAP = 1.5, 0.6, 0.15
 HELDOUT_PROMPT_FRACTION = 0.1
@@ -50,6 +52,11 @@ class LabDataConfig:
     votes: int = field(default=5, metadata={"help": "annotator votes per pair (odd avoids ties)"})
     annotators: int = field(default=16, metadata={"help": "annotators in the pool"})
     pool: str = field(default="default", metadata={"help": f"annotator preset: {', '.join(PRESETS)}"})
+    labels: LabelSource = field(default="annotators", metadata={
+        "help": "who labels the training pairs: annotators (majority of votes, with their biases) or gold (the "
+                "gold-better side; ties dropped; no votes kept, so every loss trains on the gold label)"})
+    label_flip: float = field(default=0.0, metadata={
+        "help": "with labels gold: the share of training labels flipped at random (noise without bias)"})
     share_style: float = field(default=0.7, metadata={
         "help": "probability that the two responses of a pair share their surface style"})
     families: dict[str, float] = field(
@@ -63,6 +70,10 @@ class LabDataConfig:
         weights = list(self.families.values())
         if unknown or not any(w > 0 for w in weights) or not all(0 <= w < math.inf for w in weights):
             raise ValueError(f"families must map some of {list(FAMILIES)} to finite weights >= 0, one of them > 0")
+        if self.labels not in get_args(LabelSource):
+            raise ValueError(f"labels must be one of {list(get_args(LabelSource))}, got '{self.labels}'")
+        if not 0 <= self.label_flip <= 0.5 or (self.label_flip and self.labels != "gold"):
+            raise ValueError(f"label_flip is a share in [0, 0.5] of gold labels (labels gold), got {self.label_flip}")
         if not 0 <= self.share_style <= 1:
             raise ValueError(f"share_style is a probability in [0, 1], got {self.share_style}")
         if self.votes < 1 or self.annotators < self.votes:
@@ -146,7 +157,11 @@ def generate(cfg: LabDataConfig, progress: bool = True) -> dict:
     check_replaceable(out)
     pool = make_pool(cfg.annotators, cfg.seed, cfg.pool)
     # The output path is left out so that the same seed gives byte-identical files wherever they are written.
-    summary: dict = {"config": {k: v for k, v in asdict(cfg).items() if k != "out"}, "files": {}}
+    # The labelling options are recorded only when set, so that a seed's default data stays byte-identical to
+    # that of the versions before they existed (tests/lab/test_language.py pins it).
+    config = {k: v for k, v in asdict(cfg).items()
+              if k != "out" and not (k in ("labels", "label_flip") and v == LabDataConfig.__dataclass_fields__[k].default)}
+    summary: dict = {"config": config, "files": {}}
 
     def pairs(n: int, heldout: bool, stream: str) -> list[dict]:
         rng = random.Random(f"{cfg.seed}-{stream}")
@@ -157,10 +172,17 @@ def generate(cfg: LabDataConfig, progress: bool = True) -> dict:
             _, prompt = prompts.draw()
             a_text, b_text = sample_pair(prompt, rng, share_style=cfg.share_style)
             voters = rng.sample(pool, cfg.votes)
-            labelled = _label_pair(prompt, a_text, b_text, voters, rng, by_gold=heldout)
+            labelled = _label_pair(prompt, a_text, b_text, voters, rng, by_gold=heldout or cfg.labels == "gold")
             if labelled is None:
                 continue
             pair = labelled[0]
+            if not heldout and cfg.labels == "gold":
+                pair.votes = pair.annotators = None  # the label is gold's; votes would bring the biases back
+                if rng.random() < cfg.label_flip:
+                    pair.chosen, pair.rejected = pair.rejected, pair.chosen
+                    pair.meta["gold"] = pair.meta["gold"][::-1]
+                    pair.aspects = {d: 1.0 - v for d, v in (pair.aspects or {}).items()}
+                    pair.meta["flipped"] = True
             pair.id = f"lab-{stream}-{len(rows):06d}"
             rows.append(pair.to_dict())
             bar.update(1)

@@ -202,3 +202,51 @@ def ensure_pad_token(tokenizer, model=None) -> int:
         if text_config is not model.config:
             text_config.pad_token_id = tokenizer.pad_token_id
     return tokenizer.pad_token_id
+
+
+@dataclass
+class StepEncoded:
+    """Token ids of (prompt, solution) sequences and, per step, the index of the step's last token (where a
+    process reward model reads its score); ``None`` for a step cut off by ``max_length``."""
+
+    ids: list[list[int]]
+    boundaries: list[list[int | None]]
+    truncated: int = 0
+
+
+def encode_steps(tokenizer, prompts: Sequence[Prompt], step_lists: Sequence[Sequence[str]], separator: str,
+                 max_length: int | None = None) -> StepEncoded:
+    """Encode each solution (its steps joined by ``separator``) exactly as ``encode_pairs`` encodes a response,
+    and find each step's last token from the tokenizer's character offsets.
+
+    Too-long sequences are cut as ``encode_pairs`` cuts them (chat: from the left, so late steps survive;
+    text pair: the response keeps its start); steps whose last token is cut away get ``None``.
+    """
+    from rewardgauge.data.steps import step_spans
+
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("step boundaries need a fast tokenizer (character offsets)")
+    texts, ends = zip(*(step_spans(list(steps), separator) for steps in step_lists)) if step_lists else ((), ())
+    full = encode_pairs(tokenizer, prompts, texts)
+    response = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    chat = has_chat_template(tokenizer)
+    ids_out, bounds_out, truncated = [], [], 0
+    for i, text in enumerate(texts):
+        ids, start = full.ids[i], full.prompt_lens[i]
+        offsets = response["offset_mapping"][i]
+        trailing = len(ids) - start - len(offsets)  # template or special tokens after the response
+        counts = [sum(1 for a, _ in offsets if a < end) for end in ends[i]]  # response tokens up to step k
+        kept = len(offsets)
+        if max_length and len(ids) > max_length:
+            truncated += 1
+            if chat:
+                cut = len(ids) - max_length
+                ids, start = ids[cut:], start - cut
+            else:
+                cut_enc = encode_pairs(tokenizer, [prompts[i]], [text], max_length)
+                ids, start = cut_enc.ids[0], cut_enc.prompt_lens[0]
+                kept = len(ids) - start - trailing
+        bounds = [start + c - 1 if 0 < c <= kept and start + c - 1 >= 0 else None for c in counts]
+        ids_out.append(ids)
+        bounds_out.append(bounds)
+    return StepEncoded(ids_out, bounds_out, truncated)

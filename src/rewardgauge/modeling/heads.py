@@ -18,18 +18,19 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
 HEAD_FILE = "reward_head.safetensors"
 
 
-POOLINGS = ("last", "mean", "cls")
+POOLINGS = ("last", "mean", "cls", "token")
 
 
 class BackboneRewardModel(torch.nn.Module):
     """``AutoModel`` backbone + linear head on a pooled hidden state; quacks like a seq-cls model.
 
-    pooling: ``last`` the last non-pad token (decoders); ``mean`` the mean over real tokens; ``cls`` the first.
+    pooling: ``last`` the last non-pad token (decoders); ``mean`` the mean over real tokens; ``cls`` the first;
+    ``token`` none: an output per token, [B, T, num_labels] (a process reward model reads it at step ends).
     """
 
     def __init__(self, backbone: torch.nn.Module, num_labels: int = 1, pooling: str = "last"):
@@ -47,9 +48,11 @@ class BackboneRewardModel(torch.nn.Module):
         torch.nn.init.normal_(self.score.weight, std=std)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                use_cache: bool | None = None, **kwargs) -> SequenceClassifierOutput:
+                use_cache: bool | None = None, **kwargs) -> SequenceClassifierOutput | TokenClassifierOutput:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
                                **kwargs).last_hidden_state
+        if self.pooling == "token":
+            return TokenClassifierOutput(logits=self.score(hidden.to(self.score.weight.dtype)))
         real = (input_ids != self.config.pad_token_id) if attention_mask is None else attention_mask.bool()
         if self.pooling == "mean":
             weights = real.unsqueeze(-1).to(hidden.dtype)

@@ -148,6 +148,29 @@ def load_sequence_classifier(name: str | os.PathLike, num_labels: int | None = N
     return BackboneRewardModel(backbone, num_labels=num_labels or 1, pooling=pooling or "last")
 
 
+def load_token_classifier(name: str | os.PathLike, num_labels: int = 1, field: str = "model", **kwargs):
+    """One output per token (a process reward model's step head): a folder ``prm train`` saved, or any
+    backbone given a new head. ``AutoModelForTokenClassification`` where transformers has a class for the
+    architecture, else the backbone with our linear head on every token (``pooling="token"``)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
+    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
+
+    from rewardgauge.modeling.heads import HEAD_FILE, BackboneRewardModel
+
+    kwargs.setdefault("dtype", torch.float32)
+    source = check_model_source(name, field)
+    if Path(source, HEAD_FILE).is_file():
+        model = _load(BackboneRewardModel, str(name), field, dtype=kwargs["dtype"])
+        # A sequence reward model's folder: keep its backbone, give it a fresh per-token head.
+        return model if model.pooling == "token" else BackboneRewardModel(model.backbone, num_labels, "token")
+    config = _load(AutoConfig, str(name), field)
+    if config.model_type in MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES:
+        return _load(AutoModelForTokenClassification, str(name), field, num_labels=num_labels, **kwargs)
+    backbone = _load(AutoModel, str(name), field, **kwargs)
+    backbone.config.num_labels = num_labels
+    return BackboneRewardModel(backbone, num_labels=num_labels, pooling="token")
+
+
 def sentence_transformers_pooling(folder: str | os.PathLike) -> str | None:
     """``mean`` or ``cls`` when ``folder`` is a sentence-transformers model whose pooling module says so
     (``modules.json`` -> ``1_Pooling/config.json``); None otherwise (not a local folder, other poolings)."""

@@ -12,6 +12,8 @@ from typing import Literal, get_args
 
 import torch
 
+from rewardgauge.data.steps import STEP_AGGREGATIONS
+
 Aggregator = Literal["mean", "min", "mean_minus_std", "quantile"]
 AGGREGATORS: tuple[str, ...] = get_args(Aggregator)
 
@@ -56,3 +58,16 @@ def get_aggregator(name: str, lam: float = 1.0, q: float = 0.25) -> Callable[[to
     if name == "quantile":
         return lambda m: lower_quantile(m, q)
     raise ValueError(f"unknown aggregator '{name}' (known: {', '.join(AGGREGATORS)})")
+
+
+def aggregate_steps(step_scores: list[torch.Tensor], how: str) -> torch.Tensor:
+    """One reward per solution from its step scores P(step correct), [B] from B tensors of [n_steps]:
+    ``min`` the weakest step (Lightman et al. 2023 compare min and product), ``product`` the probability that
+    every step is right, ``last`` the final step's score, ``mean`` the average. A solution without steps
+    scores 0."""
+    reduce = {"min": lambda s: s.min(), "product": lambda s: s.prod(), "last": lambda s: s[-1],
+              "mean": lambda s: s.mean()}.get(how)
+    if reduce is None:
+        raise ValueError(f"unknown step aggregation '{how}' (known: {', '.join(STEP_AGGREGATIONS)})")
+    return torch.stack([reduce(s.float()) if s.numel() else torch.zeros(()) for s in step_scores]) \
+        if step_scores else torch.zeros(0)

@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -24,6 +25,8 @@ from rewardgauge.modeling.loading import (
     reward_logits,
 )
 from rewardgauge.rewards.base import Meta, RewardModel, Scores
+
+T = TypeVar("T")
 
 INFO_FILE = "rewardgauge.json"
 # Runs made before the project was renamed (rewardlens -> rewardgauge) hold this name; still read.
@@ -51,14 +54,20 @@ class RewardModelInfo:
         path = Path(folder) / INFO_FILE
         if not path.is_file():
             path = Path(folder) / LEGACY_INFO_FILE
-        if not path.is_file():
-            return None
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise InputError(f"invalid JSON: {e.msg}", path=path, line=e.lineno) from None
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        return read_info_file(cls, path) if path.is_file() else None
+
+
+def read_info_file(cls: type[T], path: Path) -> T:
+    """A dataclass from the JSON file beside a model's weights; keys it does not know (newer versions) are
+    ignored, broken JSON is one InputError naming the file and line."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON: {e.msg}", path=path, line=e.lineno) from None
+    if not isinstance(raw, dict):
+        raise InputError("expected a JSON object", path=path)
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in raw.items() if k in known})
 
 
 def combined_weights(aspects: Sequence[str], weights: dict[str, float] | None) -> list[float]:

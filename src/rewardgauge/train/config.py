@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from rewardgauge.data.steps import DEFAULT_SEPARATOR, LABEL_SOURCES, LabelSource, StepAggregation
 from rewardgauge.losses import KLEstimator, TokenAggregation
 from rewardgauge.modeling.logprobs import Layout
 from rewardgauge.rewards.aggregators import Aggregator
@@ -186,6 +187,38 @@ class SFTConfig(LoopConfig):
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
 
 
+@dataclass(kw_only=True)
+class PRMTrainConfig(LoopConfig):
+    """``rewardgauge prm train``: a process reward model, a head predicting each step's correctness."""
+
+    model: str = field(metadata={"help": "HF model folder or hub name: a decoder (e.g. the SFT policy) or an "
+                                         "encoder such as MiniLM; a per-token head is added"})
+    data: str = field(metadata={"help": "step-labelled solutions (JSONL of StepRecord)"})
+    out: str = field(metadata={"help": "output folder: the PRM (weights, prm.json), metrics.jsonl, checkpoints/"})
+    eval_data: str | None = field(default=None, metadata={"help": "held-out step records: step accuracy at the end"})
+    eval_every: int = field(default=0, metadata={"help": "evaluate on eval_data every N steps; 0 = only at the end"})
+    separator: str = field(default=DEFAULT_SEPARATOR, metadata={
+        "help": "step separator of 'solution' texts and of responses the PRM scores later (\\n: one step per "
+                "line; ' . ' for the lab's sentences)"})
+    target: Literal["steps", "outcome"] = field(default="steps", metadata={
+        "help": "steps: each step's label (hard true/false or a soft value); outcome: only the record's "
+                "'outcome' (final answer right?) at the last step, i.e. an outcome verifier"})
+    sources: list[LabelSource] = field(default_factory=list, metadata={
+        "help": f"train only on labels from these sources ({', '.join(LABEL_SOURCES)}); default: all"})
+    aggregation: StepAggregation | None = field(default=None, metadata={
+        "help": "the default aggregate of step scores when the model is used as a reward model (default: min "
+                "for target steps, last for target outcome)"})
+    max_length: int = field(default=512, metadata={"help": "tokens per (prompt, solution); steps cut off are not trained"})
+    lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+        if not self.separator:
+            raise ValueError("separator must not be empty")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must not be negative, got {self.eval_every}")
 
 
 DPOLoss = Literal["sigmoid", "ipo", "conservative"]
@@ -297,7 +330,8 @@ class RewardSection:
 
     models: list[str] = field(metadata={
         "help": "reward sources, comma-separated: a reward-model folder or hub name, an ensemble folder, a DPO "
-                "run folder (its implicit reward), lab-gold, exec:TASKS.jsonl (hidden tests in the sandbox); "
+                "run folder (its implicit reward), lab-gold, exec:TASKS.jsonl (hidden tests in the sandbox), a "
+                "reward server's URL (rewardgauge serve; replicas of one server: space-separated in one item); "
                 "several are summed with reward.weights"})
     weights: list[float] = field(default_factory=list, metadata={"help": "one weight per reward source (default 1 each)"})
     aggregator: Aggregator | None = field(default=None, metadata={
@@ -305,6 +339,10 @@ class RewardSection:
     lam: float | None = field(default=None, metadata={"help": "mean_minus_std: weight of the members' std"})
     quantile: float | None = field(default=None, metadata={"help": "quantile aggregator: q in [0, 1]"})
     batch_size: int = field(default=64, metadata={"help": "responses per reward-model forward"})
+    dense: bool = field(default=False, metadata={
+        "help": "process reward models: reward every step, not just the aggregate (ppo: each step's score at "
+                "its last token, Math-Shepherd; grpo / dr_grpo: process supervision, a token's advantage is the "
+                "sum of the group-normalised scores of its step and the later ones, DeepSeekMath)"})
     gold: str = field(default="auto", metadata={
         "help": "a reward source scored on the same samples and only logged (gold_* metrics): auto = the lab's "
                 "gold reward when the prompts come from `rewardgauge lab data`, none = nothing"})
@@ -380,6 +418,11 @@ class RLConfig(RunConfig):
         if self.algo in ("grpo", "dr_grpo", "rloo") and self.generation.group_size < 2:
             raise ValueError(f"{self.algo} compares the responses to one prompt: generation.group_size must be at "
                              f"least 2, got {self.generation.group_size}")
+        if self.reward.dense and self.algo == "rloo":
+            raise ValueError("reward.dense is for ppo, grpo and dr_grpo (rloo has no per-step form here)")
+        if self.reward.dense and self.algo != "ppo" and self.kl.placement == "reward":
+            raise ValueError("reward.dense with grpo / dr_grpo needs kl.placement loss (process supervision has "
+                             "no per-token KL reward)")
         if self.prompts_per_step % self.minibatches:
             raise ValueError(f"minibatches ({self.minibatches}) must divide prompts_per_step ({self.prompts_per_step})")
         if not 0 < self.clip_low < 1 or (self.clip_high is not None and not self.clip_high > 0):

@@ -36,11 +36,13 @@ from rewardgauge.modeling.value import load_value_model
 from rewardgauge.rewards.base import RewardModel
 from rewardgauge.rewards.combine import WeightedSumReward
 from rewardgauge.rewards.loading import load_reward_model
+from rewardgauge.rewards.process import ProcessRewardModel
 from rewardgauge.train.config import RLConfig
 from rewardgauge.train.loop import LoopResult, lr_lambda, make_accelerator, make_optimizer, save_model
 from rewardgauge.train.rollout import (
     RLPrompt,
     decode_responses,
+    dense_step_rewards,
     load_rl_prompts,
     prompts_for_step,
     sample_rows,
@@ -75,6 +77,9 @@ def run_rl(cfg: RLConfig, callbacks: Sequence[Callback] = ()) -> LoopResult:
     prompt_ids = encode_prompts(tokenizer, [p.prompt for p in prompts], cfg.policy.max_prompt_length)
     reward = build_reward(cfg, acc.device)
     check_reward_reads_policy(reward, tokenizer, cfg.reward.models)
+    if cfg.reward.dense and not isinstance(reward, ProcessRewardModel):
+        raise InputError("reward.dense needs one process reward model (a folder written by `prm train`) as the "
+                         "reward", field="reward.dense")
     gold = build_gold(cfg.reward.gold, prompts, acc.device)
     backend_check(cfg.generation.backend)
     set_seed(cfg.seed)
@@ -143,16 +148,19 @@ def run_rl(cfg: RLConfig, callbacks: Sequence[Callback] = ()) -> LoopResult:
                     old_values = per_token(gen, chunks, lambda *x: response_position_logits(
                         value_model, *x, layout=cfg.layout).squeeze(-1)) * fmask
 
-            # 4. advantage
+            # 4. advantage (dense: a process reward model's score of every step, at the step's last token)
             beta = kl_ctl.coef
             rewards = scores.reward.float()
+            steps = dense_step_rewards(scores, tokenizer, gen, texts, reward.info.separator) if cfg.reward.dense \
+                else None
             kl_in_reward = None
             if ref_lp is not None and cfg.kl.placement == "reward" and beta > 0:
                 kl_in_reward = losses.kl_estimate(old_lp, ref_lp, cfg.kl.estimator) * fmask
             returns = None
             if cfg.algo == "ppo":
+                paid = rewards if steps is None else losses.step_rewards_per_token(*steps, fmask.shape[1])
                 token_rewards = losses.kl_penalised_rewards(
-                    rewards, kl_in_reward if kl_in_reward is not None else torch.zeros_like(fmask), fmask, beta)
+                    paid, kl_in_reward if kl_in_reward is not None else torch.zeros_like(fmask), fmask, beta)
                 advantages, returns = losses.gae_advantages(token_rewards, old_values, fmask, cfg.value.gamma,
                                                             cfg.value.lam)
                 advantages = losses.whiten(advantages, fmask)
@@ -160,6 +168,9 @@ def run_rl(cfg: RLConfig, callbacks: Sequence[Callback] = ()) -> LoopResult:
                 seq_rewards = rewards if kl_in_reward is None else rewards - beta * kl_in_reward.sum(-1)
                 if cfg.algo == "rloo":
                     advantages = losses.rloo_advantages(seq_rewards, G)
+                elif steps is not None:
+                    advantages = losses.process_supervision_advantages(*steps, G, fmask.shape[1],
+                                                                       scale=cfg.algo == "grpo") * fmask
                 else:
                     advantages = losses.grpo_advantages(seq_rewards, G, scale=cfg.algo == "grpo")
 
@@ -172,6 +183,8 @@ def run_rl(cfg: RLConfig, callbacks: Sequence[Callback] = ()) -> LoopResult:
 
             # 6. run directory: metrics, samples, checkpoint, callbacks
             values = rollout_metrics(scores, scores_gold, rewards, gen, sampled_lp, ref_lp, fmask)
+            if scores.steps is not None:
+                values["steps_per_response"] = torch.tensor(float(np.mean([len(s) for s in scores.steps])))
             values.update(update)
             values["kl_coef"] = torch.tensor(beta)
             if ref_lp is not None:
@@ -432,9 +445,11 @@ def build_reward(cfg: RLConfig, device) -> RewardModel:
     loaded = []
     for spec, ensemble in zip(specs, is_ensemble):
         path_like = Path(spec).exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1
-        if not (spec in ("lab-gold", "gold") or spec.startswith("exec:") or Path(spec).is_dir() or not path_like):
-            raise InputError("reward source not found: a reward-model, ensemble or DPO folder, lab-gold, or "
-                             "exec:TASKS.jsonl", path=spec, field="reward.models")
+        served = spec.startswith(("http://", "https://"))  # rewardgauge serve (replicas: space-separated)
+        if not (served or spec in ("lab-gold", "gold") or spec.startswith("exec:") or Path(spec).is_dir()
+                or not path_like):
+            raise InputError("reward source not found: a reward-model, ensemble or DPO folder, lab-gold, "
+                             "exec:TASKS.jsonl, or a reward server's http:// URL", path=spec, field="reward.models")
         loaded.append(load_reward_model(spec, device=str(device), batch_size=cfg.reward.batch_size,
                                         **(ensemble_options if ensemble else {})))
     if len(loaded) == 1 and not cfg.reward.weights:
@@ -447,7 +462,8 @@ def build_reward(cfg: RLConfig, device) -> RewardModel:
 def _component_names(specs: Sequence[str]) -> list[str]:
     names = []
     for spec in specs:
-        name = "exec" if spec.startswith("exec:") else (Path(spec).name or spec)
+        name = ("exec" if spec.startswith("exec:") else "remote" if spec.startswith(("http://", "https://"))
+                else Path(spec).name or spec)
         names.append(name if name not in names else f"{name}_{len(names)}")
     return names
 

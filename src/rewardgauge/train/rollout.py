@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from rewardgauge.data.records import Prompt, prompt_text
+from rewardgauge.data.steps import split_steps
 from rewardgauge.errors import InputError
 from rewardgauge.io import iter_jsonl
 from rewardgauge.modeling.generation import Generation
@@ -83,6 +84,50 @@ def prompts_for_step(n_prompts: int, step: int, per_step: int, seed: int) -> lis
 def decode_responses(tokenizer, gen: Generation) -> list[str]:
     """Each response's text without its EOS and padding (special tokens dropped)."""
     return tokenizer.batch_decode(gen.response_token_lists(), skip_special_tokens=True)
+
+
+def step_token_ends(tokenizer, token_lists: Sequence[Sequence[int]], texts: Sequence[str],
+                    separator: str) -> list[list[int]]:
+    """For each response, the index of the token where each of its steps ends (``split_steps(text,
+    separator)``, the cut a process reward model scores): the first token whose decoded prefix reaches the
+    step's last character. A step the tokens cannot place ends at the last token."""
+    out = []
+    for tokens, text in zip(token_lists, texts):
+        ends, position = [], 0
+        for step in split_steps(text, separator):
+            start = text.find(step, position)
+            position = (start if start >= 0 else position) + len(step)
+            ends.append(position)
+        if not ends:
+            out.append([])
+            continue
+        decoded = tokenizer.batch_decode([tokens[:k + 1] for k in range(len(tokens))], skip_special_tokens=True)
+        lengths = [len(t.rstrip()) for t in decoded]
+        last = max(0, len(tokens) - 1)
+        out.append([next((k for k, n in enumerate(lengths) if n >= end), last) for end in ends])
+    return out
+
+
+def dense_step_rewards(scores: Scores, tokenizer, gen: Generation, texts: Sequence[str],
+                       separator: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A process reward model's step scores laid out for a dense reward: ([N, S] step rewards, [N, S] the
+    response token where each step ends, [N, S] mask: 1 for a scored step). Steps cut off by the reward
+    model's max_length (NaN) are masked out."""
+    if scores.steps is None:
+        raise ValueError("a dense reward needs per-step scores (Scores.steps): a process reward model")
+    ends = step_token_ends(tokenizer, gen.response_token_lists(), texts, separator)
+    width = max([len(s) for s in scores.steps] + [1])
+    n = len(scores.steps)
+    rewards, positions, mask = torch.zeros(n, width), torch.zeros(n, width, dtype=torch.long), torch.zeros(n, width)
+    for i, (steps, step_ends) in enumerate(zip(scores.steps, ends)):
+        if len(steps) != len(step_ends):
+            raise ValueError(f"response {i}: {len(steps)} step scores but {len(step_ends)} steps in its text")
+        steps = steps.detach().float().cpu()
+        rewards[i, :len(steps)] = steps.nan_to_num(0.0)
+        positions[i, :len(steps)] = torch.as_tensor(step_ends, dtype=torch.long)
+        mask[i, :len(steps)] = (~steps.isnan()).float()
+    device = gen.response_ids.device
+    return rewards.to(device), positions.to(device), mask.to(device)
 
 
 def score_components(scores: Scores) -> dict[str, torch.Tensor]:

@@ -1,0 +1,1 @@
+"""Adapters that let other RL frameworks use rewardgauge's reward models (verl's custom reward function)."""
