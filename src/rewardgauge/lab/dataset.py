@@ -160,7 +160,7 @@ def generate(cfg: LabDataConfig, progress: bool = True) -> dict:
     # The labelling options are recorded only when set, so that a seed's default data stays byte-identical to
     # that of the versions before they existed (tests/lab/test_language.py pins it).
     config = {k: v for k, v in asdict(cfg).items()
-              if k != "out" and not (k in ("labels", "label_flip") and v == LabDataConfig.__dataclass_fields__[k].default)}
+              if k != "out" and not (k in ("labels", "label_flip") and v == type(cfg).__dataclass_fields__[k].default)}
     summary: dict = {"config": config, "files": {}}
 
     def pairs(n: int, heldout: bool, stream: str) -> list[dict]:
