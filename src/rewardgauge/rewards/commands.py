@@ -55,6 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    return run_eval(config_from_args(RMEvalConfig, args))
+
+
+def run_eval(cfg: RMEvalConfig) -> int:
+    """Evaluate, print the report (and write it to ``cfg.out``); 1 when a bar fails and ``fail_on_bars``."""
     from rewardgauge.data.io import load_pairs
     from rewardgauge.errors import InputError
     from rewardgauge.io import check_output, write_json_atomic
@@ -62,7 +67,6 @@ def _eval(args: argparse.Namespace) -> int:
     from rewardgauge.rewards.evaluation import Bars, evaluate, format_report
     from rewardgauge.rewards.loading import load_reward_model
 
-    cfg = config_from_args(RMEvalConfig, args)
     device = resolve_device(cfg.device)
     if cfg.out:
         check_output(cfg.out, "file")  # before the scoring run, not after it
