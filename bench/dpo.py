@@ -18,7 +18,9 @@ Sides, each in its own process, taking turns one step at a time (``_turns.py``):
 The reference pass before training is not timed on either side that has one.
 
 Prints one JSON line: ours_pairs_per_s, trl_pairs_per_s, ratio (ours / trl), the other sides and their ratios,
-peak RSS of each side, and the last logged loss of each.
+peak RSS of each side, and the last logged loss of each;
+each side's model GFLOP/s over its timed steps and its fraction of the fp32 matmul peak on the same threads
+(``<side>_gflops``, ``<side>_flops_fraction_of_peak``, ``peak_gflops``; see _flops.py and peak.py).
 
     .venv/bin/python bench/dpo.py [--preset small] [--batch-size 16] [--steps 30] [--threads 1]
 """
@@ -31,8 +33,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from _flops import FlopCounter, flops_fields
 from _lab import lab_pairs_and_model
 from _turns import Ring, passthrough, peak_rss_mb, report, run_sides
+from peak import matmul_peak_flops
 
 SIDES = ("ours", "ours_plain", "trl", "trl_precompute")
 
@@ -81,13 +85,14 @@ def run_trl(data: Path, root: Path, args, ring: Ring, precompute: bool) -> dict:
 
 
 def worker(side: str, data: Path, root: Path, args, fds: list[int]) -> None:
-    ring = Ring(*fds, steps=args.steps)
+    ring = Ring(*fds, steps=args.steps, counter=FlopCounter().install())
     if side.startswith("ours"):
         result = run_ours(data, root, args, ring, packed=side == "ours")
     else:
         result = run_trl(data, root, args, ring, precompute=side == "trl_precompute")
     timed = ring.timed(args.warmup)
     result.update(side=side, pairs_per_s=args.batch_size * len(timed) / sum(timed), timed_steps=len(timed),
+                  flops_per_s=ring.timed_flops_per_s(args.warmup),
                   peak_rss_mb=peak_rss_mb())
     report(result)
 
@@ -115,6 +120,7 @@ def main() -> None:
         root = Path(tmp)
         data = lab_pairs_and_model(root, args.batch_size * (args.steps + 1), args.preset, args.seed)
         results = run_sides(__file__, SIDES, passthrough(args), env, [str(data), str(root)])
+    peak = matmul_peak_flops(args.threads)  # the same threads as each side, after them
     rate = {s: results[s]["pairs_per_s"] for s in SIDES}
     print(json.dumps({
         "bench": "dpo", "data": "lab", "preset": args.preset, "batch_size": args.batch_size,
@@ -126,6 +132,7 @@ def main() -> None:
         "trl_precompute_pairs_per_s": round(rate["trl_precompute"], 2),
         "ratio_vs_trl_precompute": round(rate["ours"] / rate["trl_precompute"], 3),
         "ratio_plain_vs_trl_precompute": round(rate["ours_plain"] / rate["trl_precompute"], 3),
+        **flops_fields(results, SIDES, peak),
         "ours_peak_rss_mb": results["ours"]["peak_rss_mb"], "trl_peak_rss_mb": results["trl"]["peak_rss_mb"],
         "trl_precompute_peak_rss_mb": results["trl_precompute"]["peak_rss_mb"],
         "ours_last_loss": results["ours"]["last_loss"], "trl_last_loss": results["trl"]["last_loss"],

@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from _lab import lab_pairs_and_model  # bench/ is sys.path[0] when a benchmark runs
+from _turns import median_seconds_in_turns
 
 SIDES = ("single", "independent", "shared", "lora", "lora_mixed")
 FORMS = ("independent", "shared", "lora")
@@ -139,19 +137,9 @@ def main() -> None:
             memory[side] = json.loads(out.stdout.strip().splitlines()[-1])
 
         models = {side: load(root, side, args.batch_size) for side in SIDES}
-        for rm in models.values():  # warm-up
-            rm.score(prompts, responses)
-        times: dict[str, list[float]] = {side: [] for side in SIDES}
-        rng = random.Random(args.seed)
-        for _ in range(args.repeats):
-            order = list(SIDES)
-            rng.shuffle(order)
-            for side in order:
-                start = time.perf_counter()
-                models[side].score(prompts, responses)
-                times[side].append(time.perf_counter() - start)
+        seconds = median_seconds_in_turns({side: (lambda rm=rm: rm.score(prompts, responses))
+                                           for side, rm in models.items()}, args.repeats, args.seed)
 
-    seconds = {s: statistics.median(t) for s, t in times.items()}
     peak = {s: memory[s]["peak_rss_mb"] for s in SIDES}
     params = {s: memory[s]["params_mb"] for s in SIDES}
     print(json.dumps({

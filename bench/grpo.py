@@ -28,7 +28,9 @@ Sides, each in its own process, taking turns one step at a time (``_turns.py``):
   trl          TRL GRPOTrainer
 
 Prints one JSON line: ours_samples_per_s, trl_samples_per_s, ratio (ours / trl), ours_plain_samples_per_s,
-peak RSS of each side, and each side's mean completion length and mean reward over its timed steps.
+peak RSS of each side, and each side's mean completion length and mean reward over its timed steps;
+each side's model GFLOP/s over its timed steps and its fraction of the fp32 matmul peak on the same threads
+(``<side>_gflops``, ``<side>_flops_fraction_of_peak``, ``peak_gflops``; see _flops.py and peak.py).
 
     .venv/bin/python bench/grpo.py [--preset small] [--steps 16] [--group-size 8] [--threads 1]
 """
@@ -42,7 +44,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from _flops import FlopCounter, flops_fields
 from _turns import Ring, passthrough, peak_rss_mb, report, run_sides
+from peak import matmul_peak_flops
 
 SIDES = ("ours", "ours_plain", "trl")
 
@@ -121,11 +125,12 @@ def run_trl(root: Path, args, ring: Ring) -> dict:
 
 
 def worker(side: str, root: Path, args, fds: list[int]) -> None:
-    ring = Ring(*fds, steps=args.steps)
+    ring = Ring(*fds, steps=args.steps, counter=FlopCounter().install())
     result = run_trl(root, args, ring) if side == "trl" else run_ours(root, args, ring, packed=side == "ours")
     timed = ring.timed(args.warmup)
     per_step = args.prompts_per_step * args.group_size
     result.update(side=side, samples_per_s=per_step * len(timed) / sum(timed), timed_steps=len(timed),
+                  flops_per_s=ring.timed_flops_per_s(args.warmup),
                   step_seconds=[round(t, 3) for t in timed], peak_rss_mb=peak_rss_mb())
     report(result)
 
@@ -159,6 +164,7 @@ def main() -> None:
         if not (root / "sft" / "model.safetensors").is_file():
             prepare(root, args)
         results = run_sides(__file__, SIDES, passthrough(args), env, [str(root)])
+    peak = matmul_peak_flops(args.threads)  # the same threads as each side, after them
     rate = {s: results[s]["samples_per_s"] for s in SIDES}
     print(json.dumps({
         "bench": "grpo", "data": "lab", "preset": args.preset, "prompts_per_step": args.prompts_per_step,
@@ -168,6 +174,7 @@ def main() -> None:
         "ratio": round(rate["ours"] / rate["trl"], 3),
         "ours_plain_samples_per_s": round(rate["ours_plain"], 2),
         "ratio_plain_vs_trl": round(rate["ours_plain"] / rate["trl"], 3),
+        **flops_fields(results, SIDES, peak),
         "ours_peak_rss_mb": results["ours"]["peak_rss_mb"], "trl_peak_rss_mb": results["trl"]["peak_rss_mb"],
         **{f"{s}_mean_length": round(results[s]["mean_length"], 2) for s in SIDES},
         **{f"{s}_mean_reward": round(results[s]["mean_reward"], 3) for s in SIDES},

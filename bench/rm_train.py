@@ -6,8 +6,9 @@ learning-rate schedule, gradient clipping, optimizer (fused AdamW) and number of
 CPU pitfalls fixed (bf16=False, use_cpu=True, no activation checkpointing, no reporting, no tqdm, no saves).
 
 Sides, each in its own process (so its peak RSS is its own):
-  ours             rewardgauge defaults (length bucketing on)
-  ours_no_bucket   rewardgauge with random batches, as TRL's default sampler makes them
+  ours             rewardgauge defaults: layout packed (each pair's prompt once, chosen and rejected after it,
+                   several pairs per unpadded row, the last layer at the read positions only), length bucketing
+  ours_no_bucket   the same with random batches, as TRL's default sampler makes them
   trl              TRL RewardTrainer defaults (random batches)
   trl_grouped      TRL with train_sampling_strategy="group_by_length" (its length grouping)
 
@@ -16,7 +17,9 @@ holder trains one step. Contention then falls on every side alike. A step is tim
 to the end of the step, so data loading, logging and per-step bookkeeping count for both; warm-up steps
 and the last step are left out: pairs/s = timed pairs / summed step time.
 
-Prints one JSON line: ours_pairs_per_s, trl_pairs_per_s, ratio (ours / trl), the other sides, peak RSS.
+Prints one JSON line: ours_pairs_per_s, trl_pairs_per_s, ratio (ours / trl), ratio_vs_trl_grouped, the other sides,
+peak RSS; each side's model GFLOP/s over its timed steps and its fraction of the fp32 matmul peak on the same threads
+(``<side>_gflops``, ``<side>_flops_fraction_of_peak``, ``peak_gflops``; see _flops.py and peak.py).
 
     .venv/bin/python bench/rm_train.py [--preset small] [--batch-size 16] [--steps 30] [--threads 1]
 """
@@ -29,8 +32,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from _flops import FlopCounter, flops_fields
 from _lab import lab_pairs_and_model  # bench/ is sys.path[0] when a benchmark runs
 from _turns import Ring, passthrough, peak_rss_mb, report, run_sides
+from peak import matmul_peak_flops
 
 SIDES = ("ours", "ours_no_bucket", "trl", "trl_grouped")
 
@@ -84,13 +89,14 @@ def run_trl(data: Path, root: Path, args, ring: Ring, grouped: bool) -> dict:
 
 
 def worker(side: str, data: Path, root: Path, args, fds: list[int]) -> None:
-    ring = Ring(*fds, steps=args.steps)
+    ring = Ring(*fds, steps=args.steps, counter=FlopCounter().install())
     if side.startswith("ours"):
         result = run_ours(data, root, args, ring, bucket=side == "ours")
     else:
         result = run_trl(data, root, args, ring, grouped=side == "trl_grouped")
     timed = ring.timed(args.warmup)
     result.update(side=side, pairs_per_s=args.batch_size * len(timed) / sum(timed), timed_steps=len(timed),
+                  flops_per_s=ring.timed_flops_per_s(args.warmup),
                   peak_rss_mb=peak_rss_mb())
     report(result)
 
@@ -120,6 +126,7 @@ def main() -> None:
         root = Path(tmp)
         data = lab_pairs_and_model(root, args.batch_size * (args.steps + 1), args.preset, args.seed)
         results = run_sides(__file__, SIDES, passthrough(args), env, [str(data), str(root)])
+    peak = matmul_peak_flops(args.threads)  # the same threads as each side, after them
     rate = {s: results[s]["pairs_per_s"] for s in SIDES}
     print(json.dumps({
         "bench": "rm_train", "data": "lab", "preset": args.preset, "batch_size": args.batch_size,
@@ -131,6 +138,7 @@ def main() -> None:
         "trl_grouped_pairs_per_s": round(rate["trl_grouped"], 2),
         "ratio_no_bucket_vs_trl": round(rate["ours_no_bucket"] / rate["trl"], 3),
         "ratio_vs_trl_grouped": round(rate["ours"] / rate["trl_grouped"], 3),
+        **flops_fields(results, SIDES, peak),
         "ours_peak_rss_mb": results["ours"]["peak_rss_mb"], "trl_peak_rss_mb": results["trl"]["peak_rss_mb"],
         "ours_last_loss": results["ours"]["last_loss"], "trl_last_loss": results["trl"]["last_loss"],
     }))

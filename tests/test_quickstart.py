@@ -14,8 +14,9 @@ import rewardgauge.train.reward as reward_training
 import rewardgauge.train.sft as sft_training
 from rewardgauge.quickstart import QuickstartConfig, run_quickstart
 
-# 64 pairs / 8 per batch: 8 reward-model steps; 32 demonstrations: 4 SFT steps
-SMALL = dict(pairs=64, heldout_pairs=30, demos=32, sft_epochs=1, rm_epochs=1, batch_size=8, progress=False)
+# 64 pairs / 8 per batch: 8 reward-model steps; 32 demonstrations: 4 SFT steps; 2 GRPO steps of 2 x 2 rollouts
+SMALL = dict(pairs=64, heldout_pairs=30, demos=32, sft_epochs=1, rm_epochs=1, batch_size=8, progress=False,
+             rl_steps=2, rl_prompts_per_step=2, rl_group_size=2, rl_max_new_tokens=8)
 
 
 class _Interrupt(Exception):
@@ -75,6 +76,27 @@ def test_quickstart_skips_finished_stages_and_resumes_the_interrupted_one(tmp_pa
     assert (out / "rm" / ".done").exists() and (out / "report.html").is_file()
     assert json.loads((out / "summary.json").read_text()) == summary
     assert 0 <= summary["rm_accuracy"] <= 1 and "seconds_rm" in summary and "seconds_sft" not in summary
+
+    # the GRPO stage against the reward model: gold logged beside the proxy, style rates from every rollout
+    rl = out / "rl"
+    assert (rl / ".done").exists() and "seconds_rl" in summary
+    metrics = [json.loads(line) for line in (rl / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in metrics] == [1, 2] and all("gold_mean" in r and "kl_k3" in r for r in metrics)
+    samples = [json.loads(line) for line in (rl / "samples.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in samples] == [1] * 4 + [2] * 4  # every rollout: 2 prompts x 2 responses per step
+    style = [json.loads(line) for line in (rl / "style.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["samples"]) for r in style] == [(1, 4), (2, 4)]
+    # two steps: one window of both (the figures are means over up to 5 steps)
+    assert summary["rl_steps"] == 2 and summary["rl_window"] == 2 and summary["rl_gold_peak_steps"] == "1-2"
+    assert summary["rl_gold_first"] == round((metrics[0]["gold_mean"] + metrics[1]["gold_mean"]) / 2, 4)
+    assert summary["rl_proxy_last"] == round((metrics[0]["reward_mean"] + metrics[1]["reward_mean"]) / 2, 4)
+    assert summary["rl_filler_rate_first"] == round((style[0]["filler_rate"] + style[1]["filler_rate"]) / 2, 4)
+    assert "[quickstart] rl ..." in printed and "GRPO against the reward model, 2 steps" in printed
+    assert printed.rstrip().endswith(f"[quickstart] report: {out / 'report.html'}")
+    html = (out / "report.html").read_text()
+    for title in ("RL: rl, 2 steps", "Proxy and gold reward over steps", "Proxy and gold reward against √KL",
+                  "Response length over steps", "Rollouts at the start (step 1)", "Rollouts at the end (step 2)"):
+        assert title in html, title
 
     # the resumed reward model is the one an uninterrupted run of the same stage trains
     rows = [json.loads(line) for line in (out / "rm" / "metrics.jsonl").read_text().splitlines()]

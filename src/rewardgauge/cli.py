@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "rewardgauge.prm.commands",
     "rewardgauge.serve.commands",
     "rewardgauge.quickstart",
+    "rewardgauge.pipeline",
 ]
 
 _groups: dict[tuple[int, str], argparse._SubParsersAction] = {}

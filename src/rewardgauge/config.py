@@ -257,7 +257,7 @@ def _build(cls: type[T], values: dict[str, Any], path: Path | None, prefix: str 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> T:
     """Build ``cls`` from a YAML file (optional) and overrides ({dotted field: value}, e.g. from flags);
     unknown, duplicate or ill-typed keys raise InputError naming the file, line and dotted field."""
-    values: dict[str, Any] = {}
+    raw, lines = None, {}
     if path is not None:
         path = Path(path)
         raw, lines = read_yaml(path)
@@ -265,12 +265,24 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[st
             raw = {}
         if not isinstance(raw, dict):
             raise InputError("expected a mapping of config fields", path=path)
-        for dotted, (value, line) in _flatten(raw, cls, path, lines).items():
-            f = _leaf(cls, dotted)
-            try:
-                values[dotted] = _coerce(value, _leaf_type(cls, dotted), f.metadata.get("allow_nonfinite", False))
-            except ValueError as e:
-                raise InputError(str(e), path=path, line=line, field=dotted) from None
+    return config_from_mapping(cls, raw, path, lines, overrides=overrides)
+
+
+def config_from_mapping(cls: type[T], raw: dict | None, path: str | Path | None = None,
+                        lines: dict[str, int] | None = None, prefix: str = "",
+                        overrides: dict[str, Any] | None = None) -> T:
+    """Build ``cls`` from a mapping read from the YAML file ``path`` (``read_yaml`` gives it and ``lines``),
+    found there under the dotted key ``prefix`` (e.g. ``stages.sft.``, so that errors name the whole key and
+    its line), then ``overrides``."""
+    values: dict[str, Any] = {}
+    path = None if path is None else Path(path)
+    for dotted, (value, line) in _flatten(raw or {}, cls, path, lines or {}, prefix).items():
+        name = dotted[len(prefix):]
+        f = _leaf(cls, name)
+        try:
+            values[name] = _coerce(value, _leaf_type(cls, name), f.metadata.get("allow_nonfinite", False))
+        except ValueError as e:
+            raise InputError(str(e), path=path, line=line, field=dotted) from None
     for dotted, value in (overrides or {}).items():
         dotted = _key(dotted)
         f = _leaf(cls, dotted)

@@ -39,7 +39,7 @@ def _train_all(lang, root, out):
     from rewardgauge.cli import main
     from rewardgauge.train.ensemble import train_ensemble
 
-    for form in ("independent", "lora"):
+    for form in ("independent", "lora", "blocks"):
         out[form] = root / form
         train_ensemble(train_cfg(lang, out[form], ensemble_form=form, lr=5e-3 if form == "lora" else 2e-3))
     out["shared"] = root / "shared"

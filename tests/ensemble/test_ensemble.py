@@ -19,7 +19,7 @@ from rewardgauge.rewards.hf import HFRewardModel
 from rewardgauge.rewards.loading import load_reward_model
 from rewardgauge.train.ensemble import member_weights, reference_set
 
-FORMS = ("independent", "shared", "lora")
+FORMS = ("independent", "shared", "lora", "blocks")
 
 # 3 members x 2 responses, raw; each member's reference mean and std
 RAW = torch.tensor([[1.0, 4.0],
@@ -83,6 +83,7 @@ def test_folder_layout_and_ensemble_json(ensembles, form):
     assert all(100 < m["distinct_pairs"] < 256 and m["pairs"] == 256 for m in spec["member_info"])
     layout = {"independent": ["members/m0/model.safetensors", "members/m2/rewardgauge.json"],
               "shared": ["model/model.safetensors", "model/rewardgauge.json"],
+              "blocks": ["model/model.safetensors", "model/member_blocks.safetensors", "model/rewardgauge.json"],
               "lora": ["base/model.safetensors", "adapters/m0/adapter_model.safetensors",
                        "adapters/m2/adapter_config.json"]}[form]
     for path in layout:
@@ -400,3 +401,56 @@ def test_an_interrupted_ensemble_resumes_member_by_member(ensembles, lang, tmp_p
     drop = ("seconds",)
     assert [{k: v for k, v in m.items() if k not in drop} for m in spec["member_info"]] == \
         [{k: v for k, v in m.items() if k not in drop} for m in whole_spec["member_info"]]
+
+
+def test_relative_disagreement_by_hand():
+    from rewardgauge.rewards.evaluation import relative_disagreement
+
+    # pair 0: margins 1, 3 (std 1, mean 2); pair 1: 3, 1 (std 1, mean 2); pair 2: -1, -1 (std 0, mean -1)
+    margins = torch.tensor([[1.0, 3.0, -1.0], [3.0, 1.0, -1.0]])
+    assert relative_disagreement(margins) == pytest.approx((2 / 3) / (5 / 3))
+    assert relative_disagreement(3 * margins) == pytest.approx((2 / 3) / (5 / 3))  # scale-free
+    assert math.isnan(relative_disagreement(torch.zeros(2, 3)))
+
+
+def test_low_disagreement_warning_on_constructed_members():
+    from rewardgauge.rewards.evaluation import LOW_DISAGREEMENT, low_disagreement_warning
+
+    g = torch.Generator().manual_seed(0)
+    shared = torch.randn(1, 500, generator=g)
+    near_identical = shared + 0.01 * torch.randn(5, 500, generator=g)
+    diverse = shared + 0.5 * torch.randn(5, 500, generator=g)
+    warning = low_disagreement_warning(near_identical)
+    assert warning is not None and warning.startswith("the members barely disagree: relative disagreement 0.01")
+    assert f"below {LOW_DISAGREEMENT}" in warning
+    assert low_disagreement_warning(diverse) is None
+    assert low_disagreement_warning(torch.zeros(3, 4)) is None  # no margins at all: nothing to compare to
+
+
+def _same_member_three_times(ensembles, root):
+    """An independent ensemble folder whose members are one model: they cannot disagree."""
+    shutil.copytree(ensembles["independent"], root)
+    for name in ("m1", "m2"):
+        shutil.rmtree(root / "members" / name)
+        shutil.copytree(root / "members" / "m0", root / "members" / name)
+    spec = json.loads((root / "ensemble.json").read_text())
+    norm = spec["normalisation"]
+    norm["mean"], norm["std"] = [norm["mean"][0]] * 3, [norm["std"][0]] * 3
+    (root / "ensemble.json").write_text(json.dumps(spec))
+
+
+def test_rm_eval_warns_when_members_barely_disagree(ensembles, lang, tmp_path, capsys):
+    _same_member_three_times(ensembles, tmp_path / "same")
+    assert main(["rm", "eval", "--model", str(tmp_path / "same"), "--data", str(lang["heldout"])]) == 0
+    table = capsys.readouterr().out
+    assert "relative disagreement (std of member margins / mean |margin|): 0.000" in table
+    assert "warning: the members barely disagree: relative disagreement 0.000" in table
+    assert main(["rm", "eval", "--model", str(tmp_path / "same"), "--data", str(lang["heldout"]), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["ensemble"]["low_disagreement"].startswith("the members barely disagree")
+    assert captured.err.startswith("warning: the members barely disagree")
+
+    assert main(["rm", "eval", "--model", str(ensembles["independent"]), "--data", str(lang["heldout"]), "--json"]) == 0
+    captured = capsys.readouterr()
+    ens = json.loads(captured.out)["ensemble"]
+    assert ens["relative_disagreement"] > 0.1 and ens["low_disagreement"] is None and "warning" not in captured.err

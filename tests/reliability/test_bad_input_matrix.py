@@ -337,7 +337,24 @@ RUN_DIRECTORY_OPTION_CASES = [  # checked by the run directory before anything i
 ]
 
 
+# rewardgauge run: every stage's config is checked before the first stage runs (out: a folder in {d})
+_PIPELINE = b"out: run\nstages:\n  lab:\n    pairs: 10\n  sft:\n    model: ${lab}\n    data: ${lab}/sft.jsonl\n"
+RUN_CASES = [
+    ("run-config_missing", {}),
+    ("run-unknown_top_level_key", {"p.yaml": _PIPELINE + b"bogus: 1\n"}),
+    ("run-no_stages", {"p.yaml": b"out: run\n"}),
+    ("run-unknown_kind", {"p.yaml": _PIPELINE + b"  judge:\n    model: x\n"}),
+    ("run-unknown_stage_field", {"p.yaml": _PIPELINE + b"    lrate: 1\n"}),
+    ("run-bad_value", {"p.yaml": _PIPELINE + b"    lr: fast\n"}),
+    ("run-reference_to_a_later_stage", {"p.yaml": _PIPELINE.replace(b"model: ${lab}", b"model: ${rm}")}),
+    ("run-out_given_in_a_stage", {"p.yaml": _PIPELINE + b"    out: elsewhere\n"}),
+    ("run-stage_check_fails", {"p.yaml": _PIPELINE + b"    epochs: 0\n"}),
+]
+
+
 def _option_cases():
+    for case_id, files in RUN_CASES:
+        yield pytest.param(["run", "{d}/p.yaml", "--no-progress"], files, None, id=case_id)
     for case_id, argv in OPTION_CASES:
         yield pytest.param(argv, {}, None, id=case_id)
     for case_id, argv in (*RUN_DIRECTORY_OPTION_CASES, *RL_CASES):

@@ -55,8 +55,8 @@ def test_time_budget_bounds_one_call():
     reward = ExecutionReward(TASKS, sandbox=sandbox, time_budget_s=1.0, workers=2)
     scores = reward.score([TASKS[0].prompt] * 4, ["while True: pass"] * 3 + ["def sq(x): return x * x"])
     assert scores.reward.tolist() == [0.0, 0.0, 0.0, 0.0]
-    assert [o["status"] for o in scores.extras["outcome"]] == ["timeout", "timeout", "budget_exhausted",
-                                                              "budget_exhausted"]
+    status = [o["status"] for o in scores.extras["outcome"]]
+    assert status == ["timeout", "timeout", "budget_exhausted", "budget_exhausted"]
     assert len(sandbox.runs) == 2
     for limits, res in sandbox.runs:
         assert limits.timeout_s <= 1.0 and limits.cpu_seconds < 20  # cut to the budget left

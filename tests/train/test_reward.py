@@ -301,3 +301,26 @@ def test_architecture_without_a_classifier_class_gets_our_head(lang, tmp_path):
         same = score_pairs(HFRewardModel(result.model.eval(), rm.tokenizer, rm.info), pairs).chosen
     torch.testing.assert_close(same.reward, chosen.reward, atol=1e-5, rtol=1e-5)
 
+
+def test_one_prompt_pass_per_pair_trains_as_two_full_passes(lang, tmp_path):
+    """The grouped layouts (the pair's prompt run once; several pairs per packed row) against the plain one
+    (chosen and rejected as two whole sequences): the same losses, accuracies and gradient norms step by step
+    and the same weights, to float32 rounding. Random batches, so rows hold pairs of different lengths."""
+    common = dict(max_steps=4, bucket=False, max_grad_norm=1e9, log_every=1)
+    common_lr = _cfg(lang, tmp_path).lr
+    runs = {}
+    for layout in ("plain", "packed", "shared"):
+        train_reward_model(_cfg(lang, tmp_path / layout, layout=layout, **common))
+        runs[layout] = (_rows(tmp_path / layout / "metrics.jsonl"), load_file(tmp_path / layout / "model.safetensors"))
+    plain_rows, plain_weights = runs["plain"]
+    assert len({r["loss"] for r in plain_rows}) == 4
+    for layout in ("packed", "shared"):
+        rows, weights = runs[layout]
+        for key in ("loss", "margin", "grad_norm"):
+            assert [r[key] for r in rows] == pytest.approx([r[key] for r in plain_rows], rel=1e-4, abs=1e-6)
+        assert [r["accuracy"] for r in rows] == [r["accuracy"] for r in plain_rows]
+        # Adam divides each step by sqrt(v): a coordinate whose gradient is ~0 can move by up to lr on rounding
+        # alone, so the weights agree closely on average and within a fraction of one step everywhere.
+        for k in plain_weights:
+            diff = (weights[k] - plain_weights[k]).abs()
+            assert diff.mean() < 1e-6 and diff.max() < common_lr / 2, k

@@ -171,6 +171,11 @@ def audit_lab_prompts(rm: RewardModel, prompts: list[str], bars: Bars | None = N
 
 
 def _audit(args: argparse.Namespace) -> int:
+    return run_audit(config_from_args(AuditConfig, args))
+
+
+def run_audit(cfg: AuditConfig) -> int:
+    """Run the probes, print the result (and write it to ``cfg.out``); 1 when a probe fails and ``fail_on_bars``."""
     from rewardgauge.audit.counterfactual import format_audit, run_probes
     from rewardgauge.audit.probes import make_probes
     from rewardgauge.audit.sycophancy import is_sycophancy_row, read_sycophancy, sycophancy_probe
@@ -180,7 +185,6 @@ def _audit(args: argparse.Namespace) -> int:
     from rewardgauge.modeling.loading import resolve_device
     from rewardgauge.rewards.loading import load_reward_model
 
-    cfg = config_from_args(AuditConfig, args)
     device = resolve_device(cfg.device)
     if cfg.out:
         check_output(cfg.out, "file")

@@ -27,7 +27,6 @@ from rewardgauge.modeling.pooled_reward_model import (
     PooledRewardConfig,
     PooledRewardModel,
     drop_unused_pooler,
-    pool_hidden,
 )
 
 HEAD_FILE = "reward_head.safetensors"
@@ -62,7 +61,21 @@ class BackboneRewardModel(torch.nn.Module):
                                **kwargs).last_hidden_state
         if self.pooling == "token":
             return TokenClassifierOutput(logits=self.score(hidden.to(self.score.weight.dtype)))
-        pooled = pool_hidden(hidden, input_ids, attention_mask, self.pooling, self.config.pad_token_id)
+        by_mask = attention_mask is not None and attention_mask.dim() == 2  # not a 4D mask of packed rows
+        real = attention_mask.bool() if by_mask else (input_ids != self.config.pad_token_id)
+        if self.pooling == "mean":
+            weights = real.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        elif self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            # The head at every position (as the HF decoder classifiers apply it, so that a caller can read other
+            # positions too, modeling.reward_forward), then the rightmost real token's, whichever side the
+            # padding is on.
+            logits = self.score(hidden.to(self.score.weight.dtype))
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+            last = (positions * real).argmax(-1)
+            return SequenceClassifierOutput(logits=logits[torch.arange(input_ids.shape[0], device=logits.device), last])
         return SequenceClassifierOutput(logits=self.score(pooled.to(self.score.weight.dtype)))
 
     def portable(self) -> PooledRewardModel:

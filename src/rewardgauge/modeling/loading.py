@@ -142,6 +142,7 @@ def load_sequence_classifier(name: str | os.PathLike, num_labels: int | None = N
 
     from rewardgauge.modeling.heads import HEAD_FILE, BackboneRewardModel
     from rewardgauge.modeling.pooled_reward_model import PooledRewardConfig, PooledRewardModel
+    from rewardgauge.modeling.trunk_ensemble import MEMBERS_FILE, TrunkEnsemble
 
     kwargs.setdefault("dtype", torch.float32)
     source = check_model_source(name, field)
@@ -156,6 +157,8 @@ def load_sequence_classifier(name: str | os.PathLike, num_labels: int | None = N
             if key in kwargs:
                 setattr(model.config, key, kwargs[key])
         return model
+    if Path(source, MEMBERS_FILE).is_file():
+        return _load(TrunkEnsemble, str(name), field, dtype=kwargs["dtype"])
     config = _load(AutoConfig, str(name), field)
     pooling = sentence_transformers_pooling(source)
     if config.model_type in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES and pooling is None:

@@ -82,53 +82,76 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
 
 @dataclass
 class Packed:
-    """Each prompt and its responses as one row without padding between them (see the module docstring).
+    """Prompts and their responses laid out in rows without padding between them (see the module docstring).
 
-    ids, positions [B, T] (right-padded rows); mask [B, 1, T, T] (True: may attend); predict [K]: for each
+    ids, positions [rows, T] (right-padded rows); mask [rows, 1, T, T] (True: may attend); predict [K]: for each
     of the K real response tokens (row-major over the [N, R] responses), the flat index (row · T + column) of
-    the position whose output predicts it.
+    the position whose output predicts it; prompt_start [B] and response_start [N]: the flat index of each
+    prompt's and each response's first token.
     """
 
     ids: torch.Tensor
     positions: torch.Tensor
     mask: torch.Tensor
     predict: torch.Tensor
+    prompt_start: torch.Tensor
+    response_start: torch.Tensor
 
 
 def pack(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response_ids: torch.Tensor,
-         response_mask: torch.Tensor, index: torch.Tensor, pad_id: int = 0) -> Packed:
+         response_mask: torch.Tensor, index: torch.Tensor, pad_id: int = 0, rows: torch.Tensor | None = None) -> Packed:
     """Lay out [B, P] left-padded prompts and [N, R] right-padded responses (response n answers prompt
-    ``index[n]``) as B rows: prompt b, then its responses in order, then padding to the longest row."""
+    ``index[n]``) in rows: a group is prompt b, then its responses in order; the rows are padded to the longest.
+
+    ``rows`` [B] puts group b in row ``rows[b]`` (default: one row per group). Groups that share a row follow
+    each other in prompt order and see nothing of each other (a block-diagonal mask, positions restarting at
+    each group): several short groups fill one row instead of each padding its own to the longest.
+    """
     device = prompt_ids.device
     b, n = prompt_ids.shape[0], response_ids.shape[0]
     p_len, r_len = prompt_mask.sum(-1), response_mask.sum(-1)
-    # Column where each response starts in its row: after its prompt and the earlier responses to it.
+    rows = torch.arange(b, device=device) if rows is None else rows.to(device)
+    n_rows = int(rows.max()) + 1 if b else 0
+    # Column where each group starts in its row: after the groups placed in that row before it.
     group_total = torch.zeros(b, dtype=torch.long, device=device).index_add_(0, index, r_len)
+    group_len = p_len + group_total
+    by_row = torch.argsort(rows, stable=True)
+    row_total = torch.zeros(n_rows, dtype=torch.long, device=device).index_add_(0, rows, group_len)
+    row_base = torch.cumsum(row_total, 0) - row_total
+    group_col = torch.empty_like(group_len)
+    group_col[by_row] = torch.cumsum(group_len[by_row], 0) - group_len[by_row] - row_base[rows[by_row]]
+    # Column where each response starts: after its prompt and the earlier responses to it.
     group_start = torch.cumsum(group_total, 0) - group_total
     order = torch.argsort(index, stable=True)
     before = torch.cumsum(r_len[order], 0) - r_len[order] - group_start[index[order]]
     col_start = torch.empty_like(r_len)
-    col_start[order] = p_len[index[order]] + before
-    width = int((p_len + group_total).max())
+    col_start[order] = group_col[index[order]] + p_len[index[order]] + before
+    width = int(row_total.max()) if b else 0
     # Every real token's (row, column) and, for responses, which response it is.
-    p_rows = torch.arange(b, device=device).repeat_interleave(p_len)
-    p_cols = torch.arange(len(p_rows), device=device) - (torch.cumsum(p_len, 0) - p_len).repeat_interleave(p_len)
+    p_group = torch.arange(b, device=device).repeat_interleave(p_len)
+    p_offset = torch.arange(len(p_group), device=device) - (torch.cumsum(p_len, 0) - p_len).repeat_interleave(p_len)
+    p_rows, p_cols = rows[p_group], group_col[p_group] + p_offset
     r_real = response_mask.bool()
     r_which = torch.arange(n, device=device)[:, None].expand_as(response_ids)[r_real]
     r_offset = torch.arange(response_ids.shape[1], device=device)[None].expand_as(response_ids)[r_real]
-    r_rows, r_cols = index[r_which], col_start[r_which] + r_offset
-    ids = torch.full((b, width), pad_id, dtype=prompt_ids.dtype, device=device)
-    positions = torch.zeros((b, width), dtype=torch.long, device=device)
-    seq = torch.full((b, width), -2, dtype=torch.long, device=device)  # -1: prompt, n: response n, -2: padding
-    ids[p_rows, p_cols], positions[p_rows, p_cols], seq[p_rows, p_cols] = prompt_ids[prompt_mask.bool()], p_cols, -1
+    r_group = index[r_which]
+    r_rows, r_cols = rows[r_group], col_start[r_which] + r_offset
+    ids = torch.full((n_rows, width), pad_id, dtype=prompt_ids.dtype, device=device)
+    positions = torch.zeros((n_rows, width), dtype=torch.long, device=device)
+    # seq: n for response n, N + b for prompt b, -1 for padding; owner: the prompt label of a token's group.
+    seq = torch.full((n_rows, width), -1, dtype=torch.long, device=device)
+    owner = torch.full((n_rows, width), -1, dtype=torch.long, device=device)
+    ids[p_rows, p_cols], positions[p_rows, p_cols] = prompt_ids[prompt_mask.bool()], p_offset
+    seq[p_rows, p_cols] = owner[p_rows, p_cols] = n + p_group
     ids[r_rows, r_cols] = response_ids[r_real]
-    positions[r_rows, r_cols] = p_len[r_rows] + r_offset
-    seq[r_rows, r_cols] = r_which
+    positions[r_rows, r_cols] = p_len[r_group] + r_offset
+    seq[r_rows, r_cols], owner[r_rows, r_cols] = r_which, n + r_group
     causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
-    # A token sees its own sequence and its row's prompt, causally; padding sees earlier padding only.
-    mask = causal & ((seq[:, :, None] == seq[:, None, :]) | (seq[:, None, :] == -1) & (seq[:, :, None] != -2))
-    prev = torch.where(r_offset == 0, p_len[r_rows] - 1, r_cols - 1)
-    return Packed(ids, positions, mask[:, None], r_rows * width + prev)
+    # A token sees its own sequence and its group's prompt, causally; padding sees earlier padding only.
+    mask = causal & ((seq[:, :, None] == seq[:, None, :]) | (seq[:, None, :] == owner[:, :, None]))
+    prompt_start = rows * width + group_col
+    prev = torch.where(r_offset == 0, prompt_start[r_group] + p_len[r_group] - 1, r_rows * width + r_cols - 1)
+    return Packed(ids, positions, mask[:, None], prev, prompt_start, rows[index] * width + col_start)
 
 
 def _index(group_size: int | torch.Tensor, n: int, device) -> torch.Tensor:

@@ -311,3 +311,63 @@ def timeline(name: str, curves: Sequence[tuple[str, Sequence[float], Sequence[fl
         parts.append(f'<line class="marker warning" x1="{legend_x}" x2="{legend_x}" y1="{_TOP - 4}" '
                      f'y2="{_TOP + 8}"/>' + _text(legend_x + 5, _TOP + 6, "alarm"))
     return _svg(TIMELINE_W, TIMELINE_H, f"{name} against step", parts)
+
+
+# --- two series on one chart --------------------------------------------------------------------------------
+
+PAIR_WIDTH, PAIR_HEIGHT = 420, 190
+_PAIR_LEFT, _PAIR_RIGHT, _PAIR_TOP, _PAIR_BOTTOM = 50, 50, 22, 22
+
+
+def paired_lines(name: str, x_name: str, xs: Sequence[float], left: tuple[str, Sequence[float]],
+                 right: tuple[str, Sequence[float]], shared_axis: bool = False, max_points: int = 500) -> Markup:
+    """Two series against one x, the first on the left axis (blue), the second on the right axis (gold), each
+    on its own scale unless ``shared_axis``. Noisy series are drawn as an EMA over faint raw points. An x that
+    does not grow (e.g. √KL over steps: a path) is smoothed like the series, and only the smoothed path is
+    drawn (raw points in step order would zigzag across the chart). The legend names both."""
+    path = any(b < a for a, b in zip(xs, xs[1:]))
+    if path:
+        span = max(5.0, len(xs) / 8)  # a path wants more smoothing than a curve over steps
+        xs, left, right = ema(xs, span), (left[0], ema(left[1], span)), (right[0], ema(right[1], span))
+    plot_w = PAIR_WIDTH - _PAIR_LEFT - _PAIR_RIGHT
+    plot_h = PAIR_HEIGHT - _PAIR_TOP - _PAIR_BOTTOM
+    x0, x1 = min(xs), max(xs)
+
+    def sx(x: float) -> float:
+        return _PAIR_LEFT + (x - x0) / ((x1 - x0) or 1) * plot_w
+
+    def scale(values: Sequence[float]) -> tuple[float, float]:
+        lo, hi = min(values), max(values)
+        pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 1.0
+        return lo - pad, hi + pad
+
+    ranges = [scale(left[1]), scale(right[1])]
+    if shared_axis:
+        both = scale([*left[1], *right[1]])
+        ranges = [both, both]
+    parts = []
+    for side, ((label, ys), (y0, y1), cls) in enumerate(zip((left, right), ranges, ("pair-a", "pair-b"))):
+        def sy(y: float, y0=y0, y1=y1) -> float:
+            return _PAIR_TOP + (y1 - y) / (y1 - y0) * plot_h
+
+        if side == 0 or not shared_axis:
+            for y in (y0 + (y1 - y0) * 0.05, (y0 + y1) / 2, y1 - (y1 - y0) * 0.05):
+                if side == 0:
+                    parts.append(f'<line class="grid" x1="{_PAIR_LEFT}" x2="{PAIR_WIDTH - _PAIR_RIGHT}" '
+                                 f'y1="{sy(y):.1f}" y2="{sy(y):.1f}"/>' + _text(_PAIR_LEFT - 4, sy(y) + 3, tick(y), "ylab"))
+                else:
+                    parts.append(_text(PAIR_WIDTH - _PAIR_RIGHT + 4, sy(y) + 3, tick(y), "ylab right"))
+        if not path and is_noisy(ys):
+            parts.append(_polyline(*downsample_stride(xs, ys, max_points), sx, sy, f"{cls} raw-pair"))
+            parts.append(_polyline(*downsample_stride(xs, ema(ys, smoothing_span(len(ys))), max_points), sx, sy,
+                                   f"{cls} ema-pair"))
+        else:
+            parts.append(_polyline(*downsample_stride(xs, ys, max_points), sx, sy, f"{cls} line-pair"))
+        legend_x = _PAIR_LEFT + side * plot_w / 2
+        parts.append(f'<line class="{cls} line-pair" x1="{legend_x:.1f}" x2="{legend_x + 16:.1f}" y1="9" y2="9"/>'
+                     + _text(legend_x + 20, 12, f"{label} ({'left' if side == 0 else 'right'} axis)"
+                             if not shared_axis else label, "legend"))
+    parts.append(_text(_PAIR_LEFT, PAIR_HEIGHT - 6, tick(x0), "xlab")
+                 + _text(PAIR_WIDTH - _PAIR_RIGHT, PAIR_HEIGHT - 6, tick(x1), "xlab end")
+                 + _text(_PAIR_LEFT + plot_w / 2, PAIR_HEIGHT - 6, x_name, "xlab mid"))
+    return _svg(PAIR_WIDTH, PAIR_HEIGHT, f"{left[0]} and {right[0]} against {x_name}", parts)

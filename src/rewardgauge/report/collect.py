@@ -21,7 +21,9 @@ STAGE_ORDER = ("lab", "data", "tokenizer", "policy", "sft", "rm", "reward", "ens
                "dpo", "rl", "ppo", "grpo", "rloo", "monitor")
 REPORT_NAMES = ("report.html", "report.md")
 SKIP_DIRS = ("checkpoints",)  # many large files and never a sub-run: listed as one entry
-ARTIFACTS = ("summary.json", "config.yaml", "metrics.jsonl", "world.json", "alarms.jsonl", "monitor.jsonl")
+ARTIFACTS = ("summary.json", "config.yaml", "metrics.jsonl", "world.json", "alarms.jsonl", "monitor.jsonl",
+             "samples.jsonl", "style.jsonl")
+SAMPLES_KEPT = 8  # rollouts kept of an RL run's first and of its last step
 MAX_JSON_BYTES = 50 * 2**20
 MAX_DIR_FILES = 10_000  # counting the files of a listed folder stops here
 _BAD_LINES_KEPT = 5
@@ -71,6 +73,8 @@ class Folder:
     world: dict | None = None
     alarms: list[dict] | None = None  # alarms.jsonl: the monitor's alarms, one object per line
     monitor: Metrics | None = None  # monitor.jsonl: the monitor's per-step metrics
+    style: Metrics | None = None  # style.jsonl: per-step rates of filler sentences, openers... in RL samples
+    samples: dict[str, list[dict]] = field(default_factory=dict)  # samples.jsonl: {"first"/"last": rollouts}
     others: list[tuple[str, int, int | None]] = field(default_factory=list)  # (name, bytes, files if a folder)
     notes: list[str] = field(default_factory=list)
 
@@ -157,6 +161,41 @@ def read_metrics(path: str | os.PathLike) -> Metrics:
     return m
 
 
+def read_samples(path: str | os.PathLike, kept: int = SAMPLES_KEPT) -> tuple[dict[str, list[dict]], int]:
+    """The rollouts of an RL run's first and last logged step from samples.jsonl (the first of each group, at
+    most ``kept`` of each step), and the number of malformed lines skipped."""
+    first: list[dict] = []
+    last: list[dict] = []
+    first_step = last_step = None
+    bad = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                bad += 1
+                continue
+            step = row.get("step") if isinstance(row, dict) else None
+            if not _is_number(step) or not isinstance(row.get("response"), str):
+                bad += 1
+                continue
+            if first_step is None:
+                first_step = step
+            if step != last_step:
+                last_step, last = step, []
+            # one rollout per group (prompt): the start and the end over several prompts
+            if step == first_step and len(first) < kept and all(r.get("group") != row.get("group") for r in first):
+                first.append(row)
+            if len(last) < kept and all(r.get("group") != row.get("group") for r in last):
+                last.append(row)
+    out = {"first": first} if first else {}
+    if last and last_step != first_step:
+        out["last"] = last
+    return out, bad
+
+
 def _read_json_dict(path: Path, notes: list[str]) -> dict | None:
     try:
         size = path.stat().st_size
@@ -222,6 +261,12 @@ def _read_folder(folder: Folder) -> None:
                 folder.alarms = _read_rows(path, notes)
             elif name == "monitor.jsonl":
                 folder.monitor = read_metrics(path)
+            elif name == "style.jsonl":
+                folder.style = read_metrics(path)
+            elif name == "samples.jsonl":
+                folder.samples, bad = read_samples(path)
+                if bad:
+                    notes.append(f"samples.jsonl: skipped {bad} malformed line{'s' if bad > 1 else ''}")
             elif name == "metrics.jsonl":
                 m = folder.metrics = read_metrics(path)
                 if m.n_bad:

@@ -39,6 +39,7 @@ from rewardgauge.report.model import (
 )
 
 CI_NAME = "95% Wilson score interval"
+RL_WINDOW = 5  # steps averaged in the RL section's summary sentence
 EXPLOIT_STD = 0.1  # an audit edit the reward model pays this many std for, and gold does not, is flagged
 
 
@@ -235,6 +236,8 @@ def _ensemble_blocks(ens: dict) -> list[Block]:
                 + [Cell(fmt(u.get("auroc_error")), "num")] for name, u in unc.items() if isinstance(u, dict)]
         blocks.append(Table(["uncertainty", "mean", *buckets, "AUROC for an error"], rows,
                             title="Disagreement by difficulty (AUROC 0.5 = no signal)"))
+    if isinstance(ens.get("low_disagreement"), str):
+        blocks.append(Paragraph(f"Warning: {ens['low_disagreement']}."))
     return blocks
 
 
@@ -375,6 +378,128 @@ def training(run: Run) -> list[Section]:
     return out
 
 
+def _points(m, key: str) -> dict[float, float]:
+    """{step: value} of a metric, whether it varies (a series) or not (constant over its steps)."""
+    if m is None:
+        return {}
+    if key in m.series:
+        return dict(zip(m.series[key].steps, m.series[key].values))
+    return {}
+
+
+def _aligned(*columns: dict[float, float]) -> tuple[list[float], ...]:
+    """The steps every column has, in order, and each column's values there."""
+    steps = sorted(set.intersection(*(set(c) for c in columns))) if columns else []
+    return (steps, *([c[s] for s in steps] for c in columns))
+
+
+def _curve_table(columns: list[tuple[str, dict[float, float]]], steps: list[float]) -> Table:
+    """First, last, min and max of each curve, with the step of its max."""
+    rows = []
+    for name, c in columns:
+        values = [c[s] for s in steps if s in c]
+        if not values:
+            continue
+        top = max((s for s in steps if s in c), key=c.__getitem__)
+        rows.append([Cell(name), Cell(fmt(values[0]), "num"), Cell(fmt(values[-1]), "num"),
+                     Cell(fmt(min(values)), "num"), Cell(fmt(max(values)), "num"), Cell(fmt(top), "num")])
+    return Table(["curve", "first", "last", "min", "max", "step of max"], rows)
+
+
+def _rollout_table(rows: list[dict], title: str) -> Table:
+    has_gold = any("gold" in r for r in rows)
+    columns = ["step", "prompt", "response", "reward"] + (["gold"] if has_gold else [])
+    cells = [[Cell(fmt(r.get("step")), "num"), Cell(str(r.get("prompt", ""))), Cell(str(r.get("response", ""))),
+              Cell(fmt(r.get("reward")), "num")] + ([Cell(fmt(r.get("gold")), "num")] if has_gold else [])
+             for r in rows]
+    return Table(columns, cells, title=title)
+
+
+def _window_sentence(steps: list[float], proxy: list[float], gold: list[float], window: int) -> str:
+    """Proxy and gold as means over ``window`` steps: the first, the one where gold is highest, the last."""
+    w = max(1, min(window, len(steps)))
+    last = len(steps) - w
+    best = max(range(last + 1), key=lambda i: sum(gold[i:i + w]))
+
+    def mean(v: list[float], i: int) -> str:
+        return fmt(sum(v[i:i + w]) / w)
+
+    def span(i: int) -> str:
+        return f"steps {fmt(steps[i])}–{fmt(steps[i + w - 1])}"
+    return (f"Means over {w} steps (one step's prompts are a small sample). Proxy reward (the reward model "
+            f"optimised): {mean(proxy, 0)} over {span(0)}, {mean(proxy, best)} where gold is highest, "
+            f"{mean(proxy, last)} over {span(last)}. Gold reward of the same samples: {mean(gold, 0)} → "
+            f"{mean(gold, best)} ({span(best)}) → {mean(gold, last)}. Where the proxy keeps rising and gold "
+            "falls, the policy is exploiting the reward model.")
+
+
+def rl_runs(run: Run) -> list[Section]:
+    """Per RL run (metrics.jsonl with reward_mean): the proxy reward (what was optimised) beside the gold
+    reward of the same samples, over steps and against √KL to the reference (Gao et al. 2022 plot both against
+    √KL), response length and the style rates of the samples over steps, and rollouts at the start and end."""
+    out = []
+    for f in run.folders:
+        m = f.metrics
+        proxy = _points(m, "reward_mean")
+        if not proxy:
+            continue
+        gold, kl, length = _points(m, "gold_mean"), _points(m, "kl_k3"), _points(m, "response_length")
+        blocks: list[Block] = []
+        steps = sorted(proxy)
+        if gold:
+            s, p, g = _aligned(proxy, gold)
+            blocks.append(Paragraph(_window_sentence(s, p, g, RL_WINDOW)))
+            blocks.append(Figure("Proxy and gold reward over steps",
+                                 charts.paired_lines("reward", "step", s, ("proxy", p), ("gold", g), max_points=run.max_points),
+                                 _curve_table([("proxy reward", proxy), ("gold reward", gold)], s),
+                                 caption="reward_mean and gold_mean in metrics.jsonl (each on its own axis)."))
+            if kl:
+                s2, p2, g2, k2 = _aligned(proxy, gold, kl)
+                root = [max(k, 0.0) ** 0.5 for k in k2]
+                rows = [[Cell(fmt(s2[i]), "num"), Cell(fmt(root[i]), "num"), Cell(fmt(p2[i]), "num"),
+                         Cell(fmt(g2[i]), "num")] for i in sorted({0, len(s2) // 4, len(s2) // 2, 3 * len(s2) // 4,
+                                                                  len(s2) - 1})]
+                blocks.append(Figure("Proxy and gold reward against √KL",
+                                     charts.paired_lines("reward", "√KL (nats, k3 per response)", root, ("proxy", p2),
+                                                         ("gold", g2), max_points=run.max_points),
+                                     Table(["step", "√KL", "proxy", "gold"], rows),
+                                     caption="√ of the KL to the reference (k3 estimate, summed over a response's "
+                                             "tokens) and both rewards, each smoothed (EMA) and drawn in step order: reward against the "
+                                             "distance the policy has moved."))
+        else:
+            blocks.append(Note(f"{f.file('metrics.jsonl')} has no gold_mean: no gold reward was logged beside the "
+                               "proxy (the lab's prompts log it)."))
+        style = f.style
+        filler, opener = _points(style, "filler_rate"), _points(style, "opener_rate")
+        if length:
+            blocks.append(Figure("Response length over steps",
+                                 charts.line_chart("response_length", sorted(length), [length[s] for s in sorted(length)],
+                                                   run.max_points),
+                                 _curve_table([("tokens per response", length)], sorted(length)),
+                                 caption="response_length in metrics.jsonl (mean tokens per sampled response)."))
+        if filler or opener:
+            s, a, b = _aligned(filler or dict.fromkeys(opener, 0.0), opener or dict.fromkeys(filler, 0.0))
+            blocks.append(Figure("Filler sentences and openers over steps",
+                                 charts.paired_lines("rate", "step", s, ("filler", a), ("opener", b), shared_axis=True,
+                                                     max_points=run.max_points),
+                                 _curve_table([("share with a filler sentence", filler),
+                                               ("share with an opener", opener)], s),
+                                 caption=f"{f.file('style.jsonl')}: the share of each step's sampled responses with at "
+                                         "least one filler sentence (\"i hope this helps .\") or opener (\"certainly !\")."))
+        elif f.style is not None:
+            constant = ", ".join(f"{k} {fmt(f.style.scalars[k][0])}" for k in ("filler_rate", "opener_rate")
+                                 if k in f.style.scalars)
+            blocks.append(Note(f"{f.file('style.jsonl')}: the filler and opener rates did not change over the "
+                               f"steps ({constant or 'not logged'})."))
+        for when in ("first", "last"):
+            if when in f.samples:
+                blocks.append(_rollout_table(f.samples[when], f"Rollouts at the {'start' if when == 'first' else 'end'}"
+                                                              f" (step {fmt(f.samples[when][0].get('step'))})"))
+        where = f.rel if f.rel != "." else "run directory"
+        out.append(Section(f"rl-{_slug(f.rel)}", f"RL: {where}, {len(steps)} steps", blocks))
+    return out
+
+
 def lab_data(run: Run) -> list[Section]:
     """world.json: what the lab generated, its difficulty mix, annotators and gold reward."""
     out = []
@@ -433,9 +558,9 @@ def _slug(rel: str) -> str:
     return "root" if rel == "." else "".join(c if c.isalnum() else "-" for c in rel)
 
 
-# In reading order. RL and PRM runs will add their builders here.
+# In reading order. PRM runs will add their builders here.
 BUILDERS: tuple[Callable[[Run], list[Section]], ...] = (
-    headline, problems, summary, slices, other_evaluations, monitor, training, lab_data, setup)
+    headline, problems, summary, slices, other_evaluations, rl_runs, monitor, training, lab_data, setup)
 
 
 def build_sections(run: Run) -> list[Section]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 
 from rewardgauge.cli import group
@@ -55,6 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    return run_eval(config_from_args(RMEvalConfig, args))
+
+
+def run_eval(cfg: RMEvalConfig) -> int:
+    """Evaluate, print the report (and write it to ``cfg.out``); 1 when a bar fails and ``fail_on_bars``."""
     from rewardgauge.data.io import load_pairs
     from rewardgauge.errors import InputError
     from rewardgauge.io import check_output, write_json_atomic
@@ -63,7 +69,6 @@ def _eval(args: argparse.Namespace) -> int:
     from rewardgauge.rewards.evaluation import Bars, evaluate, format_report
     from rewardgauge.rewards.loading import load_reward_model
 
-    cfg = config_from_args(RMEvalConfig, args)
     device = resolve_device(cfg.device)
     if cfg.out:
         check_output(cfg.out, "file")  # before the scoring run, not after it
@@ -78,4 +83,6 @@ def _eval(args: argparse.Namespace) -> int:
         write_json_atomic(cfg.out, result)
         refresh_card_after(cfg.out, cfg.model)
     print(json.dumps(result, sort_keys=True) if cfg.json else format_report(report, f"{cfg.model} on {cfg.data}"))
+    if cfg.json and report.ensemble and report.ensemble["low_disagreement"]:
+        print(f"warning: {report.ensemble['low_disagreement']}", file=sys.stderr)
     return 1 if cfg.fail_on_bars and not report.passed else 0

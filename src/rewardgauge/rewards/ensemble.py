@@ -48,7 +48,7 @@ from rewardgauge.rewards.base import Meta, RewardModel, Scores
 from rewardgauge.rewards.hf import RewardModelInfo, encode_batch, token_length
 
 ENSEMBLE_FILE = "ensemble.json"
-EnsembleForm = Literal["independent", "shared", "lora"]
+EnsembleForm = Literal["independent", "shared", "lora", "blocks"]
 FORMS: tuple[str, ...] = get_args(EnsembleForm)
 FORMAT_VERSION = 1
 # Where each form keeps its members, relative to the ensemble folder.
@@ -209,7 +209,7 @@ class EnsembleRewardModel(RewardModel):
         if spec.form == "lora":
             forward, tokenizer, info, modules = _load_lora(root, spec, mixed=lora_batching == "mixed")
         else:
-            loader = {"independent": _load_independent, "shared": _load_shared}[spec.form]
+            loader = {"independent": _load_independent, "shared": _load_shared, "blocks": _load_shared}[spec.form]
             forward, tokenizer, info, modules = loader(root, spec)
         for m in modules:
             m.to(device).eval()
@@ -301,7 +301,7 @@ def _load_independent(root: Path, spec: EnsembleSpec):
 def _load_shared(root: Path, spec: EnsembleSpec):
     folder = root / SHARED_DIR
     if not _has_model(folder):
-        raise InputError(f"the shared form's model is missing: no saved model in {SHARED_DIR}/",
+        raise InputError(f"the {spec.form} form's model is missing: no saved model in {SHARED_DIR}/",
                          path=_spec_path(root), field="members")
     tokenizer, info = load_tokenizer(folder), _read_info(folder)
     model = load_sequence_classifier(folder)

@@ -14,6 +14,9 @@ from rewardgauge.rewards.base import RewardModel
 from rewardgauge.rewards.pairs import PairScores, score_pairs
 
 BUCKETS = ("easy", "medium", "hard")
+# Below this relative disagreement (see relative_disagreement) an ensemble's members barely differ: a fifth of
+# what independent members showed on held-out lab pairs (bench/ensemble_quality.py; README, "Ensembles").
+LOW_DISAGREEMENT = 0.06
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def reliability_bins(margins: torch.Tensor, n_bins: int = 10) -> list[dict]:
     return out
 
 
-def _accuracy(margins: torch.Tensor) -> float:
+def pair_accuracy(margins: torch.Tensor) -> float:
     """Fraction of pairs ranked right; an exact tie counts half."""
     return ((margins > 0).double() + 0.5 * (margins == 0).double()).mean().item()
 
@@ -124,7 +127,7 @@ def evaluate(rm: RewardModel, pairs: Sequence[PreferencePair], bars: Bars = Bars
         raise ValueError("no pairs to evaluate")
     scores = score_pairs(rm, pairs)
     margins = scores.margins
-    report = EvalReport(n=len(pairs), accuracy=_accuracy(margins), ece=expected_calibration_error(margins),
+    report = EvalReport(n=len(pairs), accuracy=pair_accuracy(margins), ece=expected_calibration_error(margins),
                         mean_margin=margins.mean().item(), calibration=reliability_bins(margins))
 
     buckets = [p.difficulty for p in pairs]
@@ -136,12 +139,12 @@ def evaluate(rm: RewardModel, pairs: Sequence[PreferencePair], bars: Bars = Bars
         idx = [i for i, b in enumerate(buckets) if b == name]
         if idx:
             m = margins[idx]
-            report.by_difficulty[name] = {"n": len(idx), "accuracy": _accuracy(m),
+            report.by_difficulty[name] = {"n": len(idx), "accuracy": pair_accuracy(m),
                                           "ece": expected_calibration_error(m)}
 
     for source in sorted({p.source or "-" for p in pairs}):
         idx = [i for i, p in enumerate(pairs) if (p.source or "-") == source]
-        report.by_source[source] = {"n": len(idx), "accuracy": _accuracy(margins[idx])}
+        report.by_source[source] = {"n": len(idx), "accuracy": pair_accuracy(margins[idx])}
 
     if scores.chosen.aspects:
         for aspect in scores.chosen.aspects:
@@ -154,7 +157,7 @@ def evaluate(rm: RewardModel, pairs: Sequence[PreferencePair], bars: Bars = Bars
                     sign.append(1.0 if label > 0.5 else -1.0)
             if idx:
                 m = (scores.chosen.aspects[aspect][idx] - scores.rejected.aspects[aspect][idx]) * torch.tensor(sign)
-                report.by_aspect[aspect] = {"n": len(idx), "accuracy": _accuracy(m)}
+                report.by_aspect[aspect] = {"n": len(idx), "accuracy": pair_accuracy(m)}
 
     for name, bar in (("easy", bars.easy), ("hard", bars.hard)):
         got = report.by_difficulty.get(name, {}).get("accuracy")
@@ -162,6 +165,24 @@ def evaluate(rm: RewardModel, pairs: Sequence[PreferencePair], bars: Bars = Bars
     if scores.chosen.members is not None and scores.chosen.members.shape[0] > 1:
         report.ensemble = ensemble_section(rm, scores, buckets)
     return report
+
+
+def flip_probability(member_margins: torch.Tensor) -> torch.Tensor:
+    """[N] P(sign flip) = Phi(-|m| / s) per pair, m and s the mean and population std of the members' margins
+    [K, N]: the chance that the comparison's sign flips if member margins were normal. Members that agree
+    exactly give 0 (or 0.5 where their margin is 0 too)."""
+    spread, centre = member_margins.std(dim=0, unbiased=False), member_margins.mean(dim=0).abs()
+    flip = torch.special.ndtr(-centre / spread)  # spread 0: 0 (all agree), or nan when also centre 0
+    return torch.where(spread > 0, flip, torch.where(centre > 0, 0.0, 0.5))
+
+
+def relative_disagreement(member_margins: torch.Tensor) -> float:
+    """How much the members disagree about comparisons, on the scale of the comparisons themselves: the mean
+    over pairs of the std across members of their margins, over the mean |mean margin|. Needs no other
+    ensemble, and does not change when every member's rewards are scaled alike."""
+    spread = member_margins.std(dim=0, unbiased=False).mean()
+    scale = member_margins.mean(dim=0).abs().mean()
+    return (spread / scale).item() if scale > 0 else float("nan")
 
 
 def ensemble_section(rm: RewardModel, scores: PairScores, buckets: Sequence[str | None]) -> dict:
@@ -182,26 +203,26 @@ def ensemble_section(rm: RewardModel, scores: PairScores, buckets: Sequence[str 
     names = list(getattr(rm, "member_names", None) or [f"m{i}" for i in range(k)])
     groups = {b: [i for i, x in enumerate(buckets) if x == b] for b in BUCKETS}
     groups = {b: idx for b, idx in groups.items() if idx}
-    members = [{"name": name, "accuracy": _accuracy(m), "by_difficulty": {b: _accuracy(m[idx]) for b, idx in groups.items()}}
+    members = [{"name": name, "accuracy": pair_accuracy(m), "by_difficulty": {b: pair_accuracy(m[idx]) for b, idx in groups.items()}}
                for name, m in zip(names, member_margins)]
     margins = scores.margins
-    spread, centre = member_margins.std(dim=0, unbiased=False), member_margins.mean(dim=0).abs()
-    uncertainty = {"margin_std": spread}
+    uncertainty = {"margin_std": member_margins.std(dim=0, unbiased=False)}
     if scores.chosen.uncertainty is not None:
         uncertainty["response_std"] = (scores.chosen.uncertainty + scores.rejected.uncertainty) / 2
-    flip = torch.special.ndtr(-centre / spread)  # spread 0: 0 (all agree), or nan when also centre 0
-    uncertainty["flip_probability"] = torch.where(spread > 0, flip, torch.where(centre > 0, 0.0, 0.5))
+    uncertainty["flip_probability"] = flip_probability(member_margins)
     uncertainty["preference_std"] = torch.sigmoid(member_margins).std(dim=0, unbiased=False)
     error = margins <= 0
     return {
         "members": members,
         "member_mean_accuracy": sum(m["accuracy"] for m in members) / k,
         "aggregate": {"aggregator": getattr(rm, "aggregator", None), "lam": getattr(rm, "lam", None),
-                      "q": getattr(rm, "q", None), "accuracy": _accuracy(margins),
-                      "by_difficulty": {b: _accuracy(margins[idx]) for b, idx in groups.items()}},
+                      "q": getattr(rm, "q", None), "accuracy": pair_accuracy(margins),
+                      "by_difficulty": {b: pair_accuracy(margins[idx]) for b, idx in groups.items()}},
         "uncertainty": {name: {"mean": u.mean().item(), "by_difficulty": {b: u[idx].mean().item() for b, idx in groups.items()},
                                "auroc_error": auroc(u, error)} for name, u in uncertainty.items()},
         "errors": int(error.sum()),
+        "relative_disagreement": relative_disagreement(member_margins),
+        "low_disagreement": low_disagreement_warning(member_margins),
     }
 
 
@@ -219,6 +240,18 @@ def difficulty_note(report: EvalReport) -> str:
         why = "no votes" if report.difficulty_origin == "votes" else "no difficulty"
         note += f"; {report.unbucketed} of {report.n} pairs ({why}) are in no bucket"
     return note
+
+
+def low_disagreement_warning(member_margins: torch.Tensor) -> str | None:
+    """A warning when the members barely disagree (``relative_disagreement`` below ``LOW_DISAGREEMENT``):
+    the min and mean - lam * std of such an ensemble are its mean, so it is one model at K times the weights
+    and gives RL no conservative signal. None otherwise."""
+    value = relative_disagreement(member_margins)
+    if not value < LOW_DISAGREEMENT:  # nan (every mean margin 0) does not warn either
+        return None
+    return (f"the members barely disagree: relative disagreement {value:.3f} (std of member margins / mean "
+            f"|margin|) is below {LOW_DISAGREEMENT} (a fifth of a typical independent ensemble's), so min and "
+            "mean - std aggregate almost like the mean; train members that differ more (another ensemble form)")
 
 
 def format_report(report: EvalReport, title: str = "") -> str:
@@ -262,4 +295,7 @@ def _format_ensemble(ens: dict, pct) -> list[str]:
                 "flip_probability": "P(sign flip)", "preference_std": "std of member P(chosen)"}.get(name, name)
         lines.append(f"uncertainty ({what}): " + "  ".join(f"{b} {u['by_difficulty'][b]:.3f}" for b in buckets)
                      + f"   AUROC for an aggregate error {u['auroc_error']:.3f}")
+    lines.append(f"relative disagreement (std of member margins / mean |margin|): {ens['relative_disagreement']:.3f}")
+    if ens.get("low_disagreement"):
+        lines.append(f"warning: {ens['low_disagreement']}")
     return lines

@@ -128,6 +128,12 @@ class RewardTrainConfig(LoopConfig):
     center_coef: float = field(default=0.0, metadata={
         "help": "reward centering coefficient, adds coef·(r_c + r_r)² (Eisenstein et al. 2023); 0 = off"})
     max_length: int = field(default=512, metadata={"help": "tokens per (prompt, response); longer ones keep their end"})
+    layout: Layout = field(default="packed", metadata={
+        "help": "decoders: how a pair goes through the model (same rewards and gradients, different work): packed "
+                "(the pair's common prefix once, then chosen and rejected, several pairs per unpadded row, the last "
+                "layer's query side only where rewards are read), shared "
+                "(the prefix once, both responses on its KV cache), plain (two full sequences); encoders read a "
+                "text pair and always run the two sequences apart"})
     lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
     # Ensembles (Coste et al. 2023): K members on different data subsets and seeds, aggregated conservatively.
     members: int = field(default=1, metadata={
@@ -136,7 +142,9 @@ class RewardTrainConfig(LoopConfig):
     ensemble_form: EnsembleForm = field(default="independent", metadata={
         "help": "independent: K full models (most diverse, K x the scoring cost); shared: one backbone with K "
                 "heads (about one model's cost); lora: K LoRA adapters with their own heads on one frozen base "
-                "(needs peft)"})
+                "(needs peft); blocks: one trunk with each member's own copy of the top layer(s) and head "
+                "(Llama-style decoders). Default independent: in bench/ensemble_quality.py the cheap forms' "
+                "members disagree about a quarter as much (README, Ensembles)"})
     subset: Subset = field(default="bootstrap", metadata={
         "help": "each member's pairs: bootstrap (N draws with replacement), disjoint (a 1/K shard), full (all "
                 "pairs; members differ by seed only)"})
@@ -146,6 +154,12 @@ class RewardTrainConfig(LoopConfig):
                 "they must share one tokenizer; default: every member starts from --model"})
     lora_rank: int = field(default=8, metadata={"help": "lora form: adapter rank r"})
     lora_alpha: float = field(default=16.0, metadata={"help": "lora form: adapter scale alpha (update = alpha/r * BA)"})
+    member_layers: int = field(default=1, metadata={
+        "help": "blocks form: top decoder layers each member has its own copy of (the last one runs at the last "
+                "token only; each further one costs a full layer per member)"})
+    member_noise: float = field(default=0.1, metadata={
+        "help": "blocks form: each member's copy of the top layers starts perturbed by this times each weight "
+                "matrix's std (its own seed)"})
     aggregator: Aggregator = field(default="min", metadata={
         "help": "the ensemble's default aggregate of normalised member rewards: mean, min (worst case), "
                 "mean_minus_std (mean - lam * std) or quantile (the q-quantile)"})
@@ -163,8 +177,11 @@ class RewardTrainConfig(LoopConfig):
             raise ValueError(f"members must be at least 1, got {self.members}")
         if self.members > 1 and self.loss == "multi":
             raise ValueError("ensembles of multi-objective reward models are not supported: use loss bt, soft or margin")
-        if self.members > 1 and self.ensemble_form == "shared" and self.loss == "margin":
-            raise ValueError("the shared form trains its heads with (soft) BT: use loss bt or soft")
+        if self.members > 1 and self.ensemble_form in ("shared", "blocks") and self.loss == "margin":
+            raise ValueError(f"the {self.ensemble_form} form trains its members with (soft) BT: use loss bt or soft")
+        if self.member_layers < 1 or self.member_noise < 0:
+            raise ValueError(f"member_layers must be at least 1 and member_noise not negative, got "
+                             f"{self.member_layers}, {self.member_noise}")
         if self.member_models and (self.members < 2 or self.ensemble_form != "independent"
                                    or len(self.member_models) != self.members):
             raise ValueError(f"member_models needs the independent form and one model per member: got "

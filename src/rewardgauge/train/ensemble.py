@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,18 +261,21 @@ def train_ensemble(cfg: RewardTrainConfig) -> EnsembleRun:
         if not cfg.resume:
             _prune(root / (ADAPTERS_DIR if form == "lora" else MEMBERS_DIR), names)
 
-    if form == "shared":
+    if form in ("shared", "blocks"):
         # One model, K outputs: trains like any reward model (data-parallel under torchrun).
         out = root / SHARED_DIR
         result = train_reward_model(dataclasses.replace(cfg, out=str(out), members=1), pairs=plan.pairs,
-                                    member_weights=dict(zip(names, plan.weights)))
+                                    member_weights=dict(zip(names, plan.weights)),
+                                    wrap_model=_member_blocks(cfg) if form == "blocks" else None)
         raws, summaries = {}, []
         if rank == 0:
             raw = _reference_raw(result.model, plan.tokenizer, out, plan.ref_prompts, plan.ref_responses,
                                  2 * cfg.batch_size)
             raws = dict(zip(names, raw.tolist()))
-            summaries = [_summary(n, cfg.seed, w, result, cfg.subset, own_metrics=False)
-                         for n, w in zip(names, plan.weights)]
+            # Heads share the run's seed; blocks members start from their own seed's perturbation.
+            seeds = [cfg.seed + i if form == "blocks" else cfg.seed for i in range(k)]
+            summaries = [_summary(n, s, w, result, cfg.subset, own_metrics=False)
+                         for n, s, w in zip(names, seeds, plan.weights)]
     else:
         if world > 1:
             mine = _train_members_alone(cfg, range(rank, k, world), rank, world, local_rank)
@@ -294,6 +297,20 @@ def train_ensemble(cfg: RewardTrainConfig) -> EnsembleRun:
                         reference={"source": str(cfg.data), "responses": len(plan.ref_responses), "seed": cfg.seed})
     write_json_atomic(root / ENSEMBLE_FILE, spec.to_dict())
     return EnsembleRun(out=root, members=summaries, spec=spec)
+
+
+def _member_blocks(cfg: RewardTrainConfig) -> Callable[[torch.nn.Module], torch.nn.Module]:
+    """The blocks form: the loaded model's backbone becomes the trunk, its top layers each member's own."""
+    from rewardgauge.modeling.trunk_ensemble import TrunkEnsemble
+
+    def wrap(model: torch.nn.Module) -> torch.nn.Module:
+        try:
+            return TrunkEnsemble.from_backbone(model.base_model, cfg.members, cfg.member_layers,
+                                               seeds=[cfg.seed + i for i in range(cfg.members)],
+                                               noise=cfg.member_noise)
+        except ValueError as e:
+            raise InputError(f"ensemble_form 'blocks': {e}", path=cfg.model, field="ensemble_form") from None
+    return wrap
 
 
 def _check_same_tokenizer(tokenizer, models: Sequence[str]) -> None:

@@ -248,6 +248,8 @@ def fit(acc, model: torch.nn.Module, examples: Sequence[Any], lengths: Sequence[
 def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
+    if callable(getattr(batch, "to", None)):  # a batch object that moves its own tensors
+        return batch.to(device)
     if isinstance(batch, dict):
         return {k: _to_device(v, device) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
