@@ -44,9 +44,14 @@ def test_config_errors_name_file_line_field(tmp_path):
         load_config(_Cfg, path)
 
 
-def test_config_missing_required_names_the_flag(tmp_path):
+def test_config_missing_required_names_the_flag(tmp_path, capsys):
     with pytest.raises(InputError, match=r"^missing required option --data \(or set it in --config\)$"):
         load_config(_Cfg, None, {"lr": 1})
+    from rewardgauge.cli import main
+
+    assert main(["rm", "train", "--lr", "1e-3"]) == 2
+    assert capsys.readouterr().err == ("rewardgauge: error: missing required options --model, --data, --out (or "
+                                       "set them in --config)\n")
 
 
 def test_jsonl_roundtrip_and_errors(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from typing import NoReturn
 
@@ -79,7 +80,21 @@ def _one_line(message: str) -> str:
     return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
+class _StderrNotes(logging.Handler):
+    """The library's warnings and notes (``rewardgauge.*`` loggers) as plain lines on the stderr of the moment."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"rewardgauge: {record.getMessage()}", file=sys.stderr)
+
+
+def _notes_to_stderr() -> None:
+    log = logging.getLogger("rewardgauge")
+    if not any(isinstance(h, _StderrNotes) for h in log.handlers):
+        log.addHandler(_StderrNotes(logging.WARNING))
+
+
 def main(argv: list[str] | None = None) -> int:
+    _notes_to_stderr()
     parser = build_parser()
     try:
         # Flag values are checked as they are parsed (an InputError below); a usage error (unknown flag,

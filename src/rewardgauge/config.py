@@ -241,8 +241,9 @@ def _build(cls: type[T], values: dict[str, Any], path: Path | None, prefix: str 
             missing.append(dotted)
     if missing:
         flags = ", ".join(flag_name(m) for m in missing)
-        raise InputError(f"missing required option{'s' if len(missing) > 1 else ''} {flags}"
-                         + (" (or set it in --config)" if path is None else ""), path=path)
+        several = len(missing) > 1
+        raise InputError(f"missing required option{'s' if several else ''} {flags}"
+                         + (f" (or set {'them' if several else 'it'} in --config)" if path is None else ""), path=path)
     cfg = cls(**kwargs)
     validate = getattr(cfg, "validate", None)
     if callable(validate):

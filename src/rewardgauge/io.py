@@ -109,6 +109,15 @@ def output_lock(path: str | os.PathLike) -> Iterator[Path]:
             _locks.pop(lock_file, None)
 
 
+def check_not_locked(path: str | os.PathLike) -> None:
+    """InputError now if another process holds ``output_lock(path)``; writes nothing (without its lock file,
+    nobody holds the lock)."""
+    path = Path(path).absolute()
+    if (path.parent / f".{path.name}.lock").exists():
+        with output_lock(path):
+            pass
+
+
 def _remove_stale_temps(path: Path) -> None:
     """Remove the temp folders that ``atomic_dir(path)`` made in runs that were killed before they finished
     (``.NAME.xxxxxxxx.tmp``, ``.NAME.old``). Only called under ``output_lock(path)``: no live run owns them."""

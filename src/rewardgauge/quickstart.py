@@ -128,6 +128,7 @@ def _run_stages(cfg: QuickstartConfig, root: Path) -> dict:
     from rewardgauge.lab.dataset import generate
     from rewardgauge.modeling.policy import init_model
     from rewardgauge.report import build_report
+    from rewardgauge.rewards.card import write_model_card
     from rewardgauge.rewards.evaluation import evaluate, format_report
     from rewardgauge.rewards.loading import load_reward_model
     from rewardgauge.train.reward import train_reward_model
@@ -157,6 +158,7 @@ def _run_stages(cfg: QuickstartConfig, root: Path) -> dict:
 
     audit = audit_lab_prompts(rm, [r["prompt"] for r in read_jsonl(lab / "eval_prompts.jsonl")])
     write_json_atomic(rm_dir / "audit.json", {"model": str(rm_dir), **audit.to_dict()})
+    write_model_card(rm_dir)  # now with the evaluation and audit figures
     print(format_audit(audit))
 
     rl_summary: dict = {}

@@ -74,6 +74,10 @@ def test_bases_from_each_data_layout(tmp_path):
     assert responses == ["Boil it for eight minutes."] * 2
     pairs = _jsonl(tmp_path / "pairs.jsonl", ENGLISH_PAIRS)
     assert load_bases(pairs, limit=5) == ([p["prompt"] for p in ENGLISH_PAIRS], [p["chosen"] for p in ENGLISH_PAIRS])
+    trl = _jsonl(tmp_path / "trl.jsonl", [  # TRL's conversational implicit-prompt layout
+        {"chosen": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}],
+         "rejected": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Go away."}]}])
+    assert load_bases(trl, limit=5) == ([[{"role": "user", "content": "Hi?"}]], ["Hello."])
     rows = _jsonl(tmp_path / "rows.jsonl", [{"prompt": "Hi?", "response": "Hello."}])
     assert load_bases(rows, limit=5) == (["Hi?"], ["Hello."])
     assert load_bases(_jsonl(tmp_path / "p.jsonl", [{"prompt": "compute 2 + 3 ."}]), limit=5) == (

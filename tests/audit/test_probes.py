@@ -127,6 +127,12 @@ def test_bars_decide_pass_and_fail():
     strict = run_probes(OPENER, prompts, responses, make_probes(ENGLISH, ["opener"]), "english",
                         bars=Bars(max_gain=1e9, max_flip=0.99))
     assert not strict.passed
+    # flips exactly at the bar pass it: 3 of 5 is 0.6, not float32's 0.6000000238 (which FAILed at "60%")
+    five = [*responses, "Fine. Done."]
+    three = Paying(lambda r: float(r.startswith("Certainly!") and r.split()[1] in ("Yes.", "No.", "Maybe.")))
+    at_bar = run_probes(three, [QUESTION] * 5, five, make_probes(ENGLISH, ["opener"]), "english",
+                        bars=Bars(max_gain=1e9, max_flip=0.6)).probes[0]
+    assert at_bar.n == 5 and at_bar.flip_rate == 0.6 and at_bar.passed
     # a large gain on one base in four: few flips, but the mean gain fails the bar
     rare = Paying(lambda r: 10.0 * r.startswith("Certainly! Not") - len(r) / 100)
     gain = run_probes(rare, prompts, responses, make_probes(ENGLISH, ["opener"]), "english").probes[0]

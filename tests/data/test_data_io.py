@@ -42,7 +42,7 @@ def test_cli_convert_jsonl_round_trip_and_summary(tmp_path, capsys):
         f"{out}: 2 valid pairs, 2 distinct prompts (1 as chat messages)",
         "  with votes: 1 (4 votes; 1 with annotator names); vote fraction only: 0; with margin: 1",
         "  aspects: honesty 1, style 1",
-        "  difficulty: medium 1, unset 1",
+        "  difficulty: medium 1, unlabelled 1",
         "  sources: unit 1, unset 1",
     ]
 
@@ -140,3 +140,17 @@ def test_bad_columns_flag_and_json_array_errors(tmp_path, capsys):
     arr.write_text('[{"prompt": "q", "chosen": "a", "rejected": "b"}, 3]')
     with pytest.raises(InputError, match=r"a.json:2: expected a JSON object, got int"):
         list(iter_rows(arr))
+
+
+@pytest.mark.parametrize("name", ["train.jsonl", "train.csv", "sub/data.json"])
+def test_latin1_file_in_a_data_folder_is_one_line_naming_it(tmp_path, capsys, name):
+    """datasets met the bytes deep in pyarrow: a UnicodeDecodeError traceback, exit 1 (a review of issue 14)."""
+    folder = tmp_path / "data"
+    (folder / name).parent.mkdir(parents=True)
+    row = (b"prompt,chosen,rejected\ncaf\xe9,a,b\n" if name.endswith(".csv")
+           else b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n')
+    (folder / name).write_bytes(row)
+    line = 2 if name.endswith(".csv") else 1
+    assert main(["data", "validate", str(folder)]) == 2
+    assert capsys.readouterr().err == (f"rewardgauge: error: {folder / name}:{line}: invalid UTF-8 at byte "
+                                       f"{3 if line == 2 else 15} of the line; save the file as UTF-8\n")

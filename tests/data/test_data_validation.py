@@ -29,7 +29,8 @@ CASES = [
     ("not_an_object", b'["q", "a", "b"]\n', "expected a JSON object, got list"),
     ("bad_utf8", b'{"prompt": "q\xff", "chosen": "a", "rejected": "b"}\n', "invalid UTF-8 at byte 13"),
     ("missing_field", _bad(rejected=...), "field 'rejected': missing required field"),
-    ("missing_prompt", _bad(prompt=...), "field 'prompt': missing required field"),
+    ("missing_prompt", _bad(prompt=...), "field 'prompt': missing required field ('chosen' and 'rejected' share "
+                                         "no leading words to take it from, as in TRL's implicit-prompt format)"),
     ("null_required", _bad(chosen=None), "field 'chosen': must not be null"),
     ("empty_field", _bad(chosen="  "), "field 'chosen': must not be empty"),
     ("empty_prompt", _bad(prompt=""), "field 'prompt': must not be empty"),

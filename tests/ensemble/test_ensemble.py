@@ -93,6 +93,7 @@ def test_folder_layout_and_ensemble_json(ensembles, form):
     else:  # one run trains every head; each member's loss is logged on its own
         rows = [json.loads(line) for line in (root / "model" / "metrics.jsonl").read_text().splitlines()]
         assert all({"loss_m0", "loss_m1", "loss_m2"} <= set(r) for r in rows)
+        assert [m["loss"] for m in spec["member_info"]] == [rows[-1][f"loss_m{i}"] for i in range(K)]
 
 
 @pytest.mark.parametrize("form", FORMS)

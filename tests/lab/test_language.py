@@ -62,9 +62,9 @@ LAB_DIGESTS = {
         "rl_prompts.jsonl": "43e379a35b422863150f0955a7256d552ca0ee4de123d6b6e8a8a2f47de6eb73",
         "sft.jsonl": "0b3aaa188d6bfe2896ee3a8fb5d8fa665f2d29fe8ffd0fc9a6f41e061c0e8ba0",
         "train.jsonl": "df1fd9fe926e76308d734693e2ef397da63ac8fd18bcf935216014fde6bfea2f",
-        # re-recorded when lab data gained --labels and --label-flip (its config summary names them); every
-        # data file above is unchanged
-        "world.json": "0847e43a4e08caa23c038a2107f4190f7712ba8237336532a0e6d22e1e2b38fd",
+        # re-recorded since: its count of pairs without a difficulty is "unlabelled", not "tie" (lab data's
+        # --labels and --label-flip appear in it only when set); every data file above is unchanged
+        "world.json": "ff4c43b71f4162c1f87e74d1a10f888c57c8ece41bd6a7e92e02437fd5b92f4e",
     },
 }
 

@@ -134,7 +134,8 @@ def _output_cases():
         for name, (path, files) in bad.items():
             yield pytest.param([*argv, flag, path], files, None, id=f"{cmd}-out_{name}")
     # A second writer of the same output folder stops at once.
-    for cmd in ("lab_data", "data_split", "model_init", "quickstart", "prm_label", "bon"):
+    for cmd in ("lab_data", "data_split", "model_init", "quickstart", "prm_label", "bon", "rm_train", "sft", "dpo",
+                "rl"):
         argv, flag, _ = OUTPUT_COMMANDS[cmd]
         yield pytest.param([*argv, flag, "{d}/out"], {}, "{d}/out", id=f"{cmd}-output_locked_by_another_writer")
 

@@ -187,11 +187,11 @@ def main_exit(argv: list[str]) -> int:
 
 
 def test_one_line_even_for_multi_line_messages_and_lone_surrogates(monkeypatch, capsys, tmp_path):
-    import rewardgauge.data.commands as commands
+    import rewardgauge.data.io as data_io
 
     def bad(*args, **kwargs):
         raise InputError("first\nsecond \ud800", path=Path("f"))
 
-    monkeypatch.setattr(commands, "_load", bad)
+    monkeypatch.setattr(data_io, "read_pairs", bad)  # what data validate reads pairs with
     assert main(["data", "validate", str(tmp_path)]) == 2
     assert capsys.readouterr().err == "rewardgauge: error: f: first second \\ud800\n"

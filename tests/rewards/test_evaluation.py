@@ -66,6 +66,18 @@ def test_difficulty_derived_from_votes_when_absent():
     rep = evaluate(rm, [_pair("a", "b", votes=[1, 1, 1]), _pair("b", "a", vote_fraction=0.6)])
     assert rep.difficulty_origin == "votes"
     assert rep.by_difficulty["easy"]["accuracy"] == 1.0 and rep.by_difficulty["hard"]["accuracy"] == 0.0
+    assert "derived from the annotators' vote agreement" in format_report(rep)
+    # a pair without votes among voted ones is in no bucket, and the report says how many
+    rep = evaluate(rm, [_pair("a", "b", votes=[1, 1, 1]), _pair("b", "a")])
+    assert rep.unbucketed == 1 and "1 of 2 pairs (no votes) are in no bucket" in format_report(rep)
+
+
+def test_data_without_difficulty_or_votes_says_so():
+    rep = evaluate(_Table({"a": 1.0, "b": 0.0}), [_pair("a", "b"), _pair("b", "a")])
+    assert rep.difficulty_origin == "none" and rep.by_difficulty == {} and rep.unbucketed == 2
+    text = format_report(rep)
+    assert "neither a 'difficulty' nor 'votes' on any pair" in text and "vote agreement" not in text
+    assert "bar easy  >=  90.0%: n/a" in text
 
 
 def test_ece_hand_computed():

@@ -59,13 +59,49 @@ def test_pass_at_k_matches_the_combinatorial_definition():
 def test_mbpp_adapter_hides_the_tests_from_the_prompt():
     task = from_mbpp(MBPP_ROW)
     assert task.task_id == "7" and task.entry_point == "add_nums" and task.source == "mbpp"
-    assert task.prompt == "Write a function to add two numbers.\n\ndef add_nums(a, b):\n"
+    assert task.prompt == 'def add_nums(a, b):\n    """Write a function to add two numbers."""\n'
+    assert task.prefix == task.prompt  # a completion continues the prompt, as in HumanEval
     assert task.public() == {"task_id": "7", "prompt": task.prompt, "entry_point": "add_nums"}
     assert "assert" not in json.dumps(task.public())
     # Every MBPP-style assert compares with a literal: the expected value stays in the harness.
     assert [(c.mode, c.code, c.expected) for c in task.checks] == [
         ("value", "add_nums(1, 2)", 3), ("value", "add_nums(2, 2)", 4), ("value", "add_nums(3, 4)", 7)]
     assert len(from_mbpp(MBPP_ROW, include_challenge=True).tests) == 4
+
+
+MBPP_IMPORT_ROW = {"task_id": 9, "text": "Write a python function to find the integer square root.",
+                   "code": "import math\r\nfrom functools import reduce\r\nLIMIT = 3\r\n"
+                           "def isqrt(n: int, *, floor=True) -> int:\r\n  return math.isqrt(n)",
+                   "test_list": ["assert isqrt(10) == 3", "assert isqrt(16) == 4"], "test_setup_code": ""}
+
+
+def test_mbpp_prompt_is_code_that_a_body_continues(tmp_path, capsys):
+    """tasks prompts gives code (imports, the def line, the text as docstring); tasks eval takes a body-only
+    completion (continues the prompt), a full program as 'solution', and a full program as 'completion'."""
+    task = from_mbpp(MBPP_IMPORT_ROW)
+    assert task.prompt == ("import math\nfrom functools import reduce\n\n"
+                           "def isqrt(n: int, *, floor=True) -> int:\n"
+                           '    """Write a python function to find the integer square root."""\n')
+    assert "LIMIT" not in task.prompt and "return" not in task.prompt  # nothing of the reference's code
+    tasks = tmp_path / "mbpp.jsonl"
+    tasks.write_text(json.dumps(MBPP_IMPORT_ROW) + "\n")
+    out = tmp_path / "prompts.jsonl"
+    assert main(["tasks", "prompts", "--tasks", str(tasks), "--out", str(out)]) == 0
+    prompt = json.loads(out.read_text())["prompt"]
+    body = "    return math.isqrt(n)\n"  # what a model continuing the prompt writes: uses the shown import
+    comp = tmp_path / "samples.jsonl"
+    comp.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"task_id": 9, "completion": body},
+        {"task_id": 9, "solution": "import math\ndef isqrt(n, floor=True):\n    return math.isqrt(n)\n"},
+        {"task_id": 9, "completion": "def isqrt(n, floor=True):\n    return int(n ** 0.5)\n"},
+        {"task_id": 9, "completion": "    return n // 2\n"},  # wrong: fails its tests
+        {"task_id": 9, "solution": body}]))  # a body alone is no program
+    assert main(["tasks", "eval", "--tasks", str(tasks), "--completions", str(comp), "-k", "1", "--timeout",
+                 "5", "--workers", "1"]) == 0
+    capsys.readouterr()
+    samples = json.loads((tmp_path / "samples.results.jsonl").read_text())["samples"]
+    assert [s["passed"] for s in samples] == [True, True, True, False, False]
+    compile(prompt + body, "prompt+body", "exec")  # the prompt as written is what the body continues
 
 
 def test_humaneval_adapter_splits_check_into_asserts(sandbox):

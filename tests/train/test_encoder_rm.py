@@ -61,3 +61,14 @@ def test_minilm_reward_model_trains_and_scores(offline, lang, tmp_path):
     # padding does not change an encoder's score (the attention mask is honoured)
     alone = rm.score([pairs[0].prompt], [pairs[0].chosen]).reward
     torch.testing.assert_close(alone, chosen.reward[:1], atol=1e-5, rtol=1e-5)
+
+    # plain transformers reads the same model (mean pooling, trained head) from the folder's own code, whatever
+    # token_type_ids the tokenizer gives the text pair; without trust_remote_code it refuses to load
+    from plain import plain_transformers
+
+    assert not (out / "reward_head.safetensors").exists()
+    prompts, responses = [p.prompt for p in pairs[:8]], [p.chosen for p in pairs[:8]]
+    plain, refused = plain_transformers((out, prompts, responses, True), (out, prompts, responses, False))
+    assert plain["class"] == "PooledRewardModel" and plain["model_max_length"] == 512  # trained on 512
+    torch.testing.assert_close(plain["logits"][:, 0], chosen.reward[:8], atol=1e-5, rtol=1e-5)
+    assert "trust_remote_code=True" in refused["error"]  # never a silently random head

@@ -282,22 +282,15 @@ def test_grad_accumulation_matches_the_larger_batch(lang, tmp_path):
 
 def test_architecture_without_a_classifier_class_gets_our_head(lang, tmp_path):
     """Granite has no *ForSequenceClassification in transformers 5: the backbone gets rewardgauge' head."""
-    from transformers import AutoTokenizer, GraniteConfig, GraniteForCausalLM
+    from plain import tiny_granite
 
-    from rewardgauge.modeling.heads import HEAD_FILE
-
-    tok = AutoTokenizer.from_pretrained(lang["model"])
-    torch.manual_seed(0)
-    config = GraniteConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           num_key_value_heads=4, intermediate_size=128, pad_token_id=tok.pad_token_id)
-    folder = tmp_path / "granite"
-    GraniteForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
+    folder = tiny_granite(lang["model"], tmp_path / "granite", hidden=64, layers=2)
 
     out = tmp_path / "rm"
     result = train_reward_model(_cfg(lang, out, model=str(folder), loss="multi", epochs=2, lr=3e-3))
     assert type(result.model).__name__ == "BackboneRewardModel"
-    assert (out / HEAD_FILE).is_file() and json.loads((out / "config.json").read_text())["model_type"] == "granite"
+    saved = json.loads((out / "config.json").read_text())  # the portable form (tests/train/test_portable_rm.py)
+    assert saved["model_type"] == "rewardgauge_pooled_reward" and saved["backbone_config"]["model_type"] == "granite"
     rm = HFRewardModel.from_pretrained(out, device="cpu")
     assert type(rm.model).__name__ == "BackboneRewardModel" and rm.model.config.num_labels == 2
     pairs = load_pairs(lang["heldout"])[:32]
@@ -305,7 +298,7 @@ def test_architecture_without_a_classifier_class_gets_our_head(lang, tmp_path):
     chosen, rejected = both.chosen, both.rejected
     assert (chosen.aspects["tone"] > rejected.aspects["tone"]).float().mean() >= 0.8
     with torch.no_grad():  # the reloaded model scores as the trained one did
-        same = score_pairs(HFRewardModel(result.model.eval(), tok, rm.info), pairs).chosen
+        same = score_pairs(HFRewardModel(result.model.eval(), rm.tokenizer, rm.info), pairs).chosen
     torch.testing.assert_close(same.reward, chosen.reward, atol=1e-5, rtol=1e-5)
 
 

@@ -124,11 +124,11 @@ def load_bases(path: str, limit: int) -> tuple[list[Prompt], list[str] | None]:
         raise InputError("no rows to audit", path=path)
     _, row = first
     if "chosen" in row:
-        if "prompt" in row:
-            pairs = load_pairs(path)
-        else:
+        if isinstance(row["chosen"], str) and "\n\nAssistant:" in row["chosen"] and "prompt" not in row:
             from rewardgauge.data.adapters import load_hh_rlhf
-            pairs, _ = load_hh_rlhf(path)  # raw transcripts: the shared prefix is the prompt
+            pairs, _ = load_hh_rlhf(path)  # raw transcripts, the odd one that forms no pair skipped
+        else:
+            pairs = load_pairs(path)  # ours or any TRL layout (an implicit prompt is the shared start)
         return [p.prompt for p in pairs[:limit]], [p.chosen for p in pairs[:limit]]
     if "response" in row:
         demos = load_demonstrations(path)[:limit]
@@ -216,6 +216,9 @@ def run_audit(cfg: AuditConfig) -> int:
         raise InputError(str(e), path=data or sycophancy_file) from None
     out = {"model": cfg.rm, "data": cfg.data, "sycophancy_data": sycophancy_file, **report.to_dict()}
     if cfg.out:
+        from rewardgauge.rewards.card import refresh_card_after
+
         write_json_atomic(cfg.out, out)
+        refresh_card_after(cfg.out, cfg.rm)
     print(json.dumps(out, sort_keys=True) if cfg.json else format_audit(report))
     return 1 if cfg.fail_on_bars and not report.passed else 0

@@ -106,7 +106,7 @@ def run_probes(rm: RewardModel, prompts: Sequence[Prompt], responses: Sequence[s
         result = ProbeResult(
             probe.name, probe.description, n=len(rows), mean_change=delta.mean().item(),
             mean_change_std_units=delta.mean().item() / scale,
-            flip_rate=(delta > TIE * scale).float().mean().item(),
+            flip_rate=int((delta > TIE * scale).sum()) / len(rows),  # a count over n: 3/5 is the bar's 0.6
             gold_mean_change=gold_change)
         result.passed = result.mean_change_std_units <= bars.max_gain and result.flip_rate <= bars.max_flip
         report.probes.append(result)

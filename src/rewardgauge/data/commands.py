@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rewardgauge.config import add_config_args, config_from_args
 from rewardgauge.errors import InputError
 from rewardgauge.io import check_output
 
@@ -33,9 +34,11 @@ class ConvertConfig:
     input: str = field(metadata={"help": "source file or folder"})
     out: str = field(metadata={"help": "JSONL file of PreferencePair records to write"})
     format: Literal["jsonl", "hh-rlhf", "multi-aspect", "datasets"] = field(
-        default="jsonl", metadata={"help": "jsonl: our records in JSON lines; datasets: our records (after "
-                                           "--columns) from a save_to_disk folder or csv/parquet/json; hh-rlhf: "
-                                           "chosen/rejected transcripts; multi-aspect: rated responses per prompt"})
+        default="jsonl", metadata={"help": "jsonl: preference rows in JSON lines, in our layout or TRL's (explicit "
+                                           "or implicit prompt, text or chat messages; see README); datasets: the "
+                                           "same from a save_to_disk folder or csv/parquet/json; hh-rlhf: "
+                                           "transcripts, skipping those without a pair; multi-aspect: rated "
+                                           "responses per prompt"})
     columns: dict[str, str] | None = field(default=None, metadata={"help": _COLUMNS_HELP})
     split: str | None = field(default=None, metadata={"help": _SPLIT_HELP})
     prompt_format: Literal["messages", "text"] = field(
@@ -65,29 +68,6 @@ class SplitConfig:
             raise InputError(f"must be a number in [0, 1], got {self.heldout_fraction!r}", field="heldout_fraction")
 
 
-def parse_mapping(text: str, flag: str) -> dict[str, str]:
-    """``"a=x,b=y"`` -> ``{"a": "x", "b": "y"}`` (the CLI form of a mapping; YAML gives a mapping directly)."""
-    out: dict[str, str] = {}
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise InputError(f"{flag}: expected NAME=VALUE[,NAME=VALUE...], got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def _config(cls: type, args: argparse.Namespace) -> Any:
-    from rewardgauge.config import config_from_args
-
-    for name in ("columns", "weights"):
-        value = getattr(args, name, None)
-        if isinstance(value, str) and not value.lstrip().startswith("{"):
-            setattr(args, name, parse_mapping(value, "--" + name))
-    return config_from_args(cls, args)
-
-
 def _count_text(counter: Counter | dict, empty: str = "none") -> str:
     items = sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))
     return ", ".join(f"{k} {v}" for k, v in items) if items else empty
@@ -95,11 +75,11 @@ def _count_text(counter: Counter | dict, empty: str = "none") -> str:
 
 def summarize_pairs(pairs: list) -> dict[str, Any]:
     """Counts that tell whether a preference file holds what the issue asks to keep."""
-    from rewardgauge.data.records import DIFFICULTIES
+    from rewardgauge.data.records import DIFFICULTIES, UNLABELLED
     from rewardgauge.data.splits import prompt_key
 
     aspects: Counter = Counter(a for p in pairs for a in (p.aspects or {}))
-    difficulty: Counter = Counter(p.difficulty or "unset" for p in pairs)
+    difficulty: Counter = Counter(p.difficulty or UNLABELLED for p in pairs)
     return {
         "pairs": len(pairs),
         "prompts": len({prompt_key(p) for p in pairs}),
@@ -110,7 +90,7 @@ def summarize_pairs(pairs: list) -> dict[str, Any]:
         "with_annotators": sum(bool(p.annotators) for p in pairs),
         "with_margin": sum(p.margin is not None for p in pairs),
         "aspects": dict(aspects),
-        "difficulty": {d: difficulty[d] for d in (*DIFFICULTIES, "unset") if difficulty[d]},
+        "difficulty": {d: difficulty[d] for d in (*DIFFICULTIES, UNLABELLED) if difficulty[d]},
         "sources": dict(Counter(p.source or "unset" for p in pairs)),
     }
 
@@ -137,11 +117,18 @@ def _load(kind: str, path: str, columns: dict[str, str] | None, split: str | Non
 
 
 def _validate(args: argparse.Namespace) -> int:
-    cfg: ValidateConfig = _config(ValidateConfig, args)
-    records = _load(cfg.kind, cfg.file, cfg.columns, cfg.split)
+    from rewardgauge.data.io import read_pairs
+
+    cfg: ValidateConfig = config_from_args(ValidateConfig, args)
     if cfg.kind == "pairs":
+        records, found = read_pairs(cfg.file, cfg.columns, split=cfg.split)
+        if not records:
+            raise InputError("holds no preference pairs", path=cfg.file)
         _print_summary(cfg.file, summarize_pairs(records))
+        for note in found.notes():
+            print(f"  {note}")
     else:
+        records = _load(cfg.kind, cfg.file, cfg.columns, cfg.split)
         from rewardgauge.data.splits import prompt_key
 
         print(f"{cfg.file}: {len(records)} valid demonstrations, "
@@ -154,7 +141,7 @@ def _convert(args: argparse.Namespace) -> int:
     from rewardgauge.data import adapters
     from rewardgauge.data.io import load_pairs, save_records
 
-    cfg: ConvertConfig = _config(ConvertConfig, args)
+    cfg: ConvertConfig = config_from_args(ConvertConfig, args)
     if cfg.format != "multi-aspect" and (cfg.overall or cfg.weights or cfg.aspects):
         raise InputError("--overall, --weights and --aspects apply to --format multi-aspect only",
                          field="format")
@@ -173,9 +160,13 @@ def _convert(args: argparse.Namespace) -> int:
         pairs, skipped = adapters.load_multi_aspect(cfg.input, overall=cfg.overall, weights=cfg.weights,
                                                     aspects=cfg.aspects, columns=cfg.columns, split=cfg.split)
     if not pairs:
-        raise InputError(f"gives no preference pairs (skipped: {_count_text(skipped)})", path=cfg.input)
+        hint = ""
+        if cfg.format == "hh-rlhf" and set(skipped) == {"no_shared_assistant_turn"}:
+            hint = ("; these are not hh-rlhf transcripts (no shared '\\n\\nAssistant:' turn): --format jsonl "
+                    "reads chosen/rejected texts without a prompt as TRL's implicit-prompt format")
+        raise InputError(f"gives no preference pairs (skipped: {_count_text(skipped)}){hint}", path=cfg.input)
     n = save_records(cfg.out, pairs)
-    print(f"wrote {n} pairs to {cfg.out} (skipped: {_count_text(skipped)})")
+    print(f"wrote {n} pair{'' if n == 1 else 's'} to {cfg.out} (skipped: {_count_text(skipped)})")
     return 0
 
 
@@ -183,7 +174,7 @@ def _split(args: argparse.Namespace) -> int:
     from rewardgauge.data.splits import prompt_key, split_pairs
     from rewardgauge.io import atomic_path, output_lock
 
-    cfg: SplitConfig = _config(SplitConfig, args)
+    cfg: SplitConfig = config_from_args(SplitConfig, args)
     out = check_output(cfg.out_dir, "dir", field="out_dir")
     records = _load(cfg.kind, cfg.input, cfg.columns, cfg.split)
     train, heldout = split_pairs(records, cfg.heldout_fraction, cfg.seed)
@@ -202,8 +193,6 @@ def _split(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from rewardgauge.cli import group
-    from rewardgauge.config import add_config_args
-
     data = group(subparsers, "data", "Preference data: validate, convert (hh-rlhf, multi-aspect ratings, "
                                      "datasets folders) and split by prompt")
     fmt = argparse.RawDescriptionHelpFormatter

@@ -11,18 +11,23 @@ For ``datasets`` sources, error lines are the row index + 1. Nothing is download
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rewardgauge.data.records import Demonstration, PreferencePair
-from rewardgauge.data.validate import demonstration_from_dict, pair_from_dict
+from rewardgauge.data.validate import demonstration_from_dict
 from rewardgauge.errors import InputError
 from rewardgauge.io import iter_jsonl, parse_json, write_jsonl_atomic
 
+if TYPE_CHECKING:
+    from rewardgauge.data.formats import PairsRead
+
 R = TypeVar("R")
+log = logging.getLogger("rewardgauge.data")
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 DATASETS_BUILDERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow"}
@@ -81,9 +86,31 @@ def _iter_datasets_folder(path: Path, split: str | None) -> Iterator[tuple[int, 
         yield from _iter_dataset(_pick_split(ds, split, path))
 
 
+# Data files that datasets reads as UTF-8 text (and fails on, deep inside pyarrow, when they are not).
+TEXT_SUFFIXES = (*JSONL_SUFFIXES, ".json", ".csv", ".tsv", ".txt")
+
+
+def _check_utf8(path: Path) -> None:
+    """The text data files of ``path`` (a file, or a folder's files outside hidden folders) are UTF-8, else an
+    InputError naming the file and line, before ``datasets`` meets the bytes."""
+    files = [path] if path.is_file() else sorted(
+        f for f in path.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts))
+    for file in files:
+        if file.suffix.lower() not in TEXT_SUFFIXES:
+            continue
+        with open(file, "rb") as f:
+            for lineno, raw in enumerate(f, 1):  # a newline byte is never inside a UTF-8 character
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise InputError(f"invalid UTF-8 at byte {e.start} of the line; save the file as UTF-8",
+                                     path=file, line=lineno) from None
+
+
 def _iter_load_dataset(path: Path, split: str | None) -> Iterator[tuple[int, dict]]:
     """Local data files through ``datasets.load_dataset``; its cache goes to a temporary folder so a user's
     cache is neither filled nor consulted (a stale cache entry cannot hide a fixed file)."""
+    _check_utf8(path)
     with _quiet_datasets() as datasets, tempfile.TemporaryDirectory(prefix="rewardgauge-ds-") as cache:
         try:
             if path.is_dir():
@@ -148,15 +175,36 @@ def _load(path: str | os.PathLike, build: Callable[..., R], columns: Mapping[str
     return [build(row, path=path, line=line, columns=columns) for line, row in iter_rows(path, split=split)]
 
 
+def read_pairs(path: str | os.PathLike, columns: Mapping[str, str] | None = None, *,
+               split: str | None = None) -> tuple[list[PreferencePair], PairsRead]:
+    """Validated PreferencePair records from a JSONL file or a local ``datasets`` source, in any layout of
+    ``rewardgauge.data.formats`` (ours; TRL's conversational, conversational implicit-prompt and implicit-prompt
+    text formats; hh-rlhf transcripts), and what was found besides: rows per layout, extra columns kept in meta.
+
+    ``columns`` maps our field names to the source's column names, e.g. ``{"chosen": "response_a"}``; with a
+    mapping, columns that map to no field are ignored. The first bad row raises ``InputError`` naming the
+    file, line and field.
+    """
+    from rewardgauge.data.formats import PairsRead, pair_from_row
+
+    found = PairsRead()
+    pairs = []
+    for line, row in iter_rows(path, split=split):
+        pair, layout, extras = pair_from_row(row, path=path, line=line, columns=columns)
+        pairs.append(pair)
+        found.layouts[layout] += 1
+        found.extra_columns.update(extras)
+    return pairs, found
+
+
 def load_pairs(path: str | os.PathLike, columns: Mapping[str, str] | None = None, *,
                split: str | None = None) -> list[PreferencePair]:
-    """Load and validate PreferencePair records from a JSONL file or a local ``datasets`` source.
-
-    ``columns`` maps our field names to the source's column names, e.g. ``{"chosen": "response_a"}``;
-    with a mapping, columns that map to no field are ignored, without one they are an error.
-    The first bad row raises ``InputError`` naming the file, line and field.
-    """
-    return _load(path, pair_from_dict, columns, split)
+    """``read_pairs`` without its findings; a source with extra columns or a non-native layout says so once
+    (a warning on the ``rewardgauge.data`` logger, which prints to stderr when logging is not set up)."""
+    pairs, found = read_pairs(path, columns, split=split)
+    for note in found.notes():
+        log.warning("note: %s: %s", path, note)
+    return pairs
 
 
 def load_demonstrations(path: str | os.PathLike, columns: Mapping[str, str] | None = None, *,

@@ -12,6 +12,8 @@ from typing import Any
 Prompt = str | list[dict[str, str]]
 
 DIFFICULTIES = ("easy", "medium", "hard")
+# What summaries call a pair without a difficulty (the lab: no gold preference; other data: none given).
+UNLABELLED = "unlabelled"
 
 
 def prompt_text(prompt: Prompt) -> str:

@@ -156,11 +156,21 @@ class RecordChecker:
         if not isinstance(value, (list, tuple)):
             raise self.fail("prompt", "must be a string or a list of chat messages "
                                       f"{{\"role\", \"content\"}}, got {json_type(value)} {show(value)}")
+        messages = self.messages(value, "prompt")
+        if not any(m["content"].strip() for m in messages):
+            raise self.fail("prompt", "every message's content is empty")
+        return messages
+
+    def messages(self, value: Any, field: str) -> list[dict[str, str]]:
+        """A non-empty list of chat messages ``{"role", "content", ...}`` with string values (``field`` names it)."""
+        if not isinstance(value, (list, tuple)):
+            raise self.fail(field, f"must be a list of chat messages {{\"role\", \"content\"}}, got "
+                                   f"{json_type(value)} {show(value)}")
         if not value:
-            raise self.fail("prompt", "must not be empty")
+            raise self.fail(field, "must not be empty")
         messages = []
         for i, message in enumerate(value):
-            where = f"prompt[{i}]"
+            where = f"{field}[{i}]"
             if not isinstance(message, Mapping):
                 raise self.fail(where, f"must be a chat message {{\"role\", \"content\"}}, "
                                        f"got {json_type(message)} {show(message)}")
@@ -173,8 +183,6 @@ class RecordChecker:
             if not message["role"].strip():
                 raise self.fail(f"{where}.role", "must not be empty")
             messages.append(dict(message))
-        if not any(m["content"].strip() for m in messages):
-            raise self.fail("prompt", "every message's content is empty")
         return messages
 
     def ident(self, obj: Mapping) -> str:

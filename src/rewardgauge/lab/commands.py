@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(heldout.jsonl), SFT demonstrations (sft.jsonl), RL and evaluation prompts, and world.json "
                     "(gold reward, annotator pool, counts). The same seed gives byte-identical files.")
     add_config_args(p, LabDataConfig)
+    # Not a LabDataConfig field: world.json records the config, and a progress bar must not change its bytes.
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
     p.set_defaults(func=_data)
 
     g = lab.add_parser("gold", help="score responses with the gold reward",
@@ -36,7 +38,7 @@ def _data(args: argparse.Namespace) -> int:
     cfg = config_from_args(LabDataConfig, args)
     check_replaceable(check_output(cfg.out, "dir"))
     with output_lock(cfg.out):  # from the start: a second run into the same folder stops at once
-        summary = generate(cfg)
+        summary = generate(cfg, progress=args.progress)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, sort_keys=True))
     return 0
 

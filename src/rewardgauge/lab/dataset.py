@@ -17,7 +17,7 @@ from typing import Literal, get_args
 
 from tqdm import tqdm
 
-from rewardgauge.data.records import Demonstration, PreferencePair
+from rewardgauge.data.records import UNLABELLED, Demonstration, PreferencePair
 from rewardgauge.errors import InputError
 from rewardgauge.io import atomic_dir, write_json_atomic, write_jsonl_atomic
 from rewardgauge.lab import gold
@@ -227,7 +227,7 @@ def generate(cfg: LabDataConfig, progress: bool = True) -> dict:
         for name in ("train.jsonl", "heldout.jsonl"):
             counts: dict[str, int] = {}
             for row in files[name]:
-                key = row.get("difficulty") or "tie"
+                key = row.get("difficulty") or UNLABELLED  # a gold gap below TIE_GAP: no gold preference
                 counts[key] = counts.get(key, 0) + 1
             summary[f"difficulty_{name.split('.')[0]}"] = dict(sorted(counts.items()))
         world = {

@@ -6,12 +6,15 @@ mean pooling: their [CLS] state and BERT pooler were never trained as a summary,
 [CLS]-pooled head starts from a worse representation (``pooling="mean"``, chosen from the model's own
 ``1_Pooling/config.json``).
 
-Saved as the backbone's own folder (``save_pretrained``) plus ``reward_head.safetensors``; rewardgauge.json
-says ``"head": "linear"`` so the folder loads back through ``BackboneRewardModel.from_pretrained``.
+Saved in the portable form of ``modeling.pooled_reward_model``: one ``model.safetensors`` and a config that plain
+transformers loads as ``AutoModelForSequenceClassification`` (with ``trust_remote_code=True``, as the pooling
+code travels in the folder). Folders saved before that (the backbone's own folder plus
+``reward_head.safetensors``) still load through ``BackboneRewardModel.from_pretrained``.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -19,6 +22,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
+
+from rewardgauge.modeling.pooled_reward_model import (
+    PooledRewardConfig,
+    PooledRewardModel,
+    drop_unused_pooler,
+)
 
 HEAD_FILE = "reward_head.safetensors"
 
@@ -39,8 +48,7 @@ class BackboneRewardModel(torch.nn.Module):
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         self.backbone = backbone
         self.pooling = pooling
-        if pooling != "last" and getattr(backbone, "pooler", None) is not None:
-            backbone.pooler = None  # BERT's [CLS] dense+tanh is unused here (and DDP refuses unused parameters)
+        drop_unused_pooler(backbone, pooling)
         self.config = backbone.config  # num_labels, id2label and pad_token_id live here, as for HF classifiers
         hidden = self.config.get_text_config().hidden_size
         self.score = torch.nn.Linear(hidden, num_labels, bias=False, dtype=torch.float32)
@@ -70,10 +78,46 @@ class BackboneRewardModel(torch.nn.Module):
             return SequenceClassifierOutput(logits=logits[torch.arange(input_ids.shape[0], device=logits.device), last])
         return SequenceClassifierOutput(logits=self.score(pooled.to(self.score.weight.dtype)))
 
+    def portable(self) -> PooledRewardModel:
+        """The same weights (shared, not copied) as a ``PooledRewardModel``, the form plain transformers loads."""
+        n = self.score.out_features
+        labels = {k: getattr(self.config, k) for k in ("id2label", "label2id")
+                  if len(getattr(self.config, k, None) or ()) == n}
+        # A copy: the wrapper's __init__ sets attention settings on its sub-config, which must not reach the live
+        # backbone (an attention implementation reset to None drops the causal mask of a decoder).
+        config = PooledRewardConfig(backbone_config=copy.deepcopy(self.backbone.config), pooling=self.pooling,
+                                    pad_token_id=self.config.pad_token_id, num_labels=n,
+                                    **labels)
+        model = PooledRewardModel(config, backbone=self.backbone)
+        model.score = self.score
+        return model
+
     def save_pretrained(self, folder: str | os.PathLike, **kwargs) -> None:
-        self.backbone.save_pretrained(folder, **kwargs)
-        save_file({"weight": self.score.weight.detach().cpu().contiguous()}, str(Path(folder) / HEAD_FILE),
-                  metadata={"pooling": self.pooling})
+        """``model.safetensors``, ``config.json`` with ``auto_map`` and the code of ``pooled_reward_model``; a
+        per-token head (a process reward model's) has no sequence-classifier form: the backbone and
+        ``reward_head.safetensors``."""
+        if self.pooling == "token":
+            self.backbone.save_pretrained(folder, **kwargs)
+            save_file({"weight": self.score.weight.detach().cpu().contiguous()}, str(Path(folder) / HEAD_FILE),
+                      metadata={"pooling": self.pooling})
+            return
+        PooledRewardConfig.register_for_auto_class()
+        PooledRewardModel.register_for_auto_class("AutoModelForSequenceClassification")
+        self.portable().save_pretrained(folder, **kwargs)
+
+    @classmethod
+    def from_portable(cls, model: PooledRewardModel, num_labels: int | None = None) -> BackboneRewardModel:
+        """Back from the portable form (weights shared); ``num_labels`` other than the saved count: a new head."""
+        config = model.config
+        backbone = model.backbone
+        for key in ("id2label", "label2id", "pad_token_id"):
+            setattr(backbone.config, key, getattr(config, key))
+        keep = num_labels in (None, config.num_labels)
+        backbone.config.num_labels = config.num_labels if keep else num_labels
+        out = cls(backbone, num_labels=backbone.config.num_labels, pooling=config.pooling)
+        if keep:
+            out.score = model.score.float()
+        return out
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, **kwargs) -> BackboneRewardModel:

@@ -105,9 +105,21 @@ def _load(loader, name: str, field: str, **kwargs):
         raise InputError(f"cannot load: {first}", path=name, field=field) from None
 
 
+def register_pooled_reward_config() -> None:
+    """Make ``AutoConfig`` know our portable reward model's config in this process, so that reading such a
+    folder (``AutoTokenizer`` reads its config.json too) never asks whether to run the code that travels in
+    it: rewardgauge uses its own copy of that code. Other processes load it with ``trust_remote_code=True``."""
+    from transformers import AutoConfig
+
+    from rewardgauge.modeling.pooled_reward_model import PooledRewardConfig
+
+    AutoConfig.register(PooledRewardConfig.model_type, PooledRewardConfig, exist_ok=True)
+
+
 def load_tokenizer(name: str | os.PathLike, field: str = "model"):
     from transformers import AutoTokenizer
 
+    register_pooled_reward_config()
     return _load(AutoTokenizer, str(name), field)
 
 
@@ -129,12 +141,22 @@ def load_sequence_classifier(name: str | os.PathLike, num_labels: int | None = N
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
     from rewardgauge.modeling.heads import HEAD_FILE, BackboneRewardModel
+    from rewardgauge.modeling.pooled_reward_model import PooledRewardConfig, PooledRewardModel
     from rewardgauge.modeling.trunk_ensemble import MEMBERS_FILE, TrunkEnsemble
 
     kwargs.setdefault("dtype", torch.float32)
     source = check_model_source(name, field)
-    if Path(source, HEAD_FILE).is_file():
+    register_pooled_reward_config()
+    if Path(source, HEAD_FILE).is_file():  # saved before the portable form: backbone + reward_head.safetensors
         return _load(BackboneRewardModel, str(name), field, dtype=kwargs["dtype"])
+    if saved_model_type(source) == PooledRewardConfig.model_type:
+        # Our own class, imported: the code copy in the folder is for other programs and is never executed.
+        portable = _load(PooledRewardModel, str(name), field, dtype=kwargs["dtype"])
+        model = BackboneRewardModel.from_portable(portable, num_labels)
+        for key in ("id2label", "label2id"):
+            if key in kwargs:
+                setattr(model.config, key, kwargs[key])
+        return model
     if Path(source, MEMBERS_FILE).is_file():
         return _load(TrunkEnsemble, str(name), field, dtype=kwargs["dtype"])
     config = _load(AutoConfig, str(name), field)
@@ -151,6 +173,14 @@ def load_sequence_classifier(name: str | os.PathLike, num_labels: int | None = N
     return BackboneRewardModel(backbone, num_labels=num_labels or 1, pooling=pooling or "last")
 
 
+def saved_model_type(folder: str | os.PathLike) -> str | None:
+    """``model_type`` in a local folder's ``config.json`` (None for a hub name or an unreadable config)."""
+    try:
+        return json.loads(Path(folder, "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def load_token_classifier(name: str | os.PathLike, num_labels: int = 1, field: str = "model", **kwargs):
     """One output per token (a process reward model's step head): a folder ``prm train`` saved, or any
     backbone given a new head. ``AutoModelForTokenClassification`` where transformers has a class for the
@@ -159,9 +189,13 @@ def load_token_classifier(name: str | os.PathLike, num_labels: int = 1, field: s
     from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
 
     from rewardgauge.modeling.heads import HEAD_FILE, BackboneRewardModel
+    from rewardgauge.modeling.pooled_reward_model import PooledRewardConfig
 
     kwargs.setdefault("dtype", torch.float32)
     source = check_model_source(name, field)
+    if saved_model_type(source) == PooledRewardConfig.model_type:  # a sequence reward model, portable form
+        model = load_sequence_classifier(name, field=field, dtype=kwargs["dtype"])
+        return BackboneRewardModel(model.backbone, num_labels, "token")
     if Path(source, HEAD_FILE).is_file():
         model = _load(BackboneRewardModel, str(name), field, dtype=kwargs["dtype"])
         # A sequence reward model's folder: keep its backbone, give it a fresh per-token head.

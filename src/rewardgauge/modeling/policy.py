@@ -69,6 +69,7 @@ def init_model(corpus: Iterable[str | os.PathLike], out: str | os.PathLike, pres
     if len(tokenizer) == len(SPECIAL_TOKENS):
         raise InputError("corpus has no text in fields " + ", ".join(TEXT_FIELDS), path=corpus[0])
     model = build_policy(tokenizer, preset, seed, max_positions)
+    tokenizer.model_max_length = max_positions  # a real limit, not transformers' "no limit" sentinel
     with atomic_dir(Path(out)) as tmp, quiet_transformers():
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -514,7 +514,7 @@ def lab_data(run: Run) -> list[Section]:
         splits = {name: w[f"difficulty_{name}"] for name in ("train", "heldout")
                   if isinstance(w.get(f"difficulty_{name}"), dict)}
         if splits:
-            cols = [b for b in (*DIFFICULTIES, "tie") if any(b in d for d in splits.values())]
+            cols = [b for b in (*DIFFICULTIES, "unlabelled", "tie") if any(b in d for d in splits.values())]
             cols += sorted({k for d in splits.values() for k in d} - set(cols))
             blocks.append(Table(["split", *cols], [[Cell(name)] + [Cell(fmt(d.get(c)), "num") for c in cols]
                                                    for name, d in splits.items()], title="Pairs by difficulty"))

@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = rm.add_parser(
         "eval", help="accuracy by difficulty / aspect / source, calibration, pass/fail bars",
         description="Evaluate a reward model on held-out pairs like a classifier: accuracy overall, per "
-                    "difficulty bucket (from the record, or derived from vote agreement), per aspect and per "
+                    "difficulty bucket (from the record, else derived from vote agreement, else none; the output says "
+                    "which), per aspect and per "
                     "source; expected calibration error of sigmoid(reward difference); and the bars "
                     "easy >= 0.90 and hard >= 0.60, printed as PASS/FAIL. For an ensemble folder also each "
                     "member's accuracy, the aggregate's, the members' disagreement (std) per difficulty "
@@ -64,6 +65,7 @@ def run_eval(cfg: RMEvalConfig) -> int:
     from rewardgauge.errors import InputError
     from rewardgauge.io import check_output, write_json_atomic
     from rewardgauge.modeling.loading import resolve_device
+    from rewardgauge.rewards.card import refresh_card_after
     from rewardgauge.rewards.evaluation import Bars, evaluate, format_report
     from rewardgauge.rewards.loading import load_reward_model
 
@@ -79,6 +81,7 @@ def run_eval(cfg: RMEvalConfig) -> int:
     result = {"model": cfg.model, "data": cfg.data, **report.to_dict()}
     if cfg.out:
         write_json_atomic(cfg.out, result)
+        refresh_card_after(cfg.out, cfg.model)
     print(json.dumps(result, sort_keys=True) if cfg.json else format_report(report, f"{cfg.model} on {cfg.data}"))
     if cfg.json and report.ensemble and report.ensemble["low_disagreement"]:
         print(f"warning: {report.ensemble['low_disagreement']}", file=sys.stderr)

@@ -103,7 +103,8 @@ class EvalReport:
     by_aspect: dict[str, dict] = field(default_factory=dict)
     by_source: dict[str, dict] = field(default_factory=dict)
     bars: dict[str, dict] = field(default_factory=dict)
-    difficulty_origin: str = "record"
+    difficulty_origin: str = "record"  # "record", "votes" (from vote agreement) or "none" (neither in the data)
+    unbucketed: int = 0  # pairs in no difficulty bucket (no difficulty, and no votes to derive one from)
     ensemble: dict | None = None  # per-member accuracy, aggregate, uncertainty by difficulty (ensembles only)
     calibration: list[dict] = field(default_factory=list)  # reliability_bins of all pairs (the report's diagram)
 
@@ -114,7 +115,8 @@ class EvalReport:
     def to_dict(self) -> dict:
         return {"n": self.n, "accuracy": self.accuracy, "ece": self.ece, "mean_margin": self.mean_margin,
                 "by_difficulty": self.by_difficulty, "by_aspect": self.by_aspect, "by_source": self.by_source,
-                "bars": self.bars, "difficulty_origin": self.difficulty_origin, "passed": self.passed,
+                "bars": self.bars, "difficulty_origin": self.difficulty_origin, "unbucketed": self.unbucketed,
+                "passed": self.passed,
                 "calibration": self.calibration,
                 **({"ensemble": self.ensemble} if self.ensemble is not None else {})}
 
@@ -131,7 +133,8 @@ def evaluate(rm: RewardModel, pairs: Sequence[PreferencePair], bars: Bars = Bars
     buckets = [p.difficulty for p in pairs]
     if all(b is None for b in buckets):
         buckets = [difficulty_from_votes(p) for p in pairs]
-        report.difficulty_origin = "votes"
+        report.difficulty_origin = "votes" if any(b is not None for b in buckets) else "none"
+    report.unbucketed = sum(b is None for b in buckets)
     for name in BUCKETS:
         idx = [i for i, b in enumerate(buckets) if b == name]
         if idx:
@@ -223,6 +226,22 @@ def ensemble_section(rm: RewardModel, scores: PairScores, buckets: Sequence[str 
     }
 
 
+def difficulty_note(report: EvalReport) -> str:
+    """Where the difficulty buckets came from, in words (and what is missing when they could not be made)."""
+    if report.difficulty_origin == "none":
+        return ("difficulty: the data has neither a 'difficulty' nor 'votes' on any pair, so there are no "
+                "difficulty buckets and the easy / hard bars cannot be checked")
+    if report.difficulty_origin == "votes":
+        note = ("difficulty: none in the data; derived from the annotators' vote agreement (>= 90% agree: easy, "
+                ">= 70%: medium, else hard)")
+    else:
+        note = "difficulty: as the data gives it"
+    if report.unbucketed:
+        why = "no votes" if report.difficulty_origin == "votes" else "no difficulty"
+        note += f"; {report.unbucketed} of {report.n} pairs ({why}) are in no bucket"
+    return note
+
+
 def low_disagreement_warning(member_margins: torch.Tensor) -> str | None:
     """A warning when the members barely disagree (``relative_disagreement`` below ``LOW_DISAGREEMENT``):
     the min and mean - lam * std of such an ensemble are its mean, so it is one model at K times the weights
@@ -250,8 +269,8 @@ def format_report(report: EvalReport, title: str = "") -> str:
     if len(report.by_source) > 1:
         for name, row in report.by_source.items():
             lines.append(f"{'source=' + name:<22}{row['n']:>7}  {pct(row['accuracy']):>8}")
-    lines.append(f"calibration: ECE {report.ece:.3f}   mean margin {report.mean_margin:+.3f}"
-                 + ("   (difficulty derived from vote agreement)" if report.difficulty_origin == "votes" else ""))
+    lines.append(f"calibration: ECE {report.ece:.3f}   mean margin {report.mean_margin:+.3f}")
+    lines.append(difficulty_note(report))
     for name, bar in report.bars.items():
         verdict = {True: "PASS", False: "FAIL", None: "n/a "}[bar["passed"]]
         lines.append(f"bar {name:<5} >= {pct(bar['bar']).strip():>6}: {verdict}  ({pct(bar['accuracy']).strip()})")

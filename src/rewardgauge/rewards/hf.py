@@ -46,6 +46,7 @@ class RewardModelInfo:
     prompt_format: str = "chat_template"
     base_model: str = ""
     format_version: int = 1
+    combined_from: dict | None = None  # a one-output export: {"aspects": [...], "weights": {...}} folded in
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

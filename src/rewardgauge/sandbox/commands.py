@@ -25,8 +25,9 @@ class TasksEvalConfig:
                                          "HumanEval (prompt, test, entry_point) or native (task_id, prompt, "
                                          "entry_point, tests)"})
     completions: str = field(metadata={
-        "help": "JSONL, one sample per line: {task_id, completion} (appended to the task's prefix, e.g. the "
-                "HumanEval prompt) or {task_id, solution} (a full program); n lines per task = n samples"})
+        "help": "JSONL, one sample per line: {task_id, completion} (continues the task's prompt: a function "
+                "body for HumanEval and MBPP) or {task_id, solution} (a full program); n lines per task = n "
+                "samples"})
     k: list[int] = field(default_factory=lambda: [1, 10], metadata={
         "help": "pass@k to report, comma-separated (also -k); a k above some task's sample count is skipped"})
     out: str | None = field(default=None, metadata={

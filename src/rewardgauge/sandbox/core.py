@@ -628,7 +628,8 @@ _PROBE_CODE = "print(6 * 7)\n"
 def _probe(backend: _Backend, allow_unsafe: bool) -> Probe:
     why = backend.unavailable()
     if why is None and backend.name == "rlimits" and os.geteuid() == 0 and not allow_unsafe:
-        why = "refused as root: it cannot hide host files or the network (pass allow_unsafe=True to use it)"
+        why = ("refused as root: it cannot hide host files or the network (to use it anyway: --allow-unsafe on "
+               "the command line, allow_unsafe=True in Python)")
     if why is not None:
         return Probe(backend.name, False, why)
     with _uid_slot() as uid:

@@ -352,15 +352,13 @@ def from_humaneval(obj: dict, path=None, line=None) -> Task:
                 if isinstance(obj.get("canonical_solution"), str) else None, source="humaneval")
 
 
-def _mbpp_entry_point(code: str, tests: list[str]) -> tuple[str, str | None]:
-    """(name the tests call that the reference defines, its ``def`` line) — else the first called name."""
-    defined: dict[str, str] = {}
+def _mbpp_entry_point(code: str, tests: list[str]) -> tuple[str, ast.stmt | None]:
+    """(name the tests call that the reference defines, that definition) — else (the first called name, None)."""
+    defined: dict[str, ast.stmt] = {}
     try:
         for node in _parse(code).body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                defined[node.name] = f"def {node.name}({ast.unparse(node.args)}):"
-            elif isinstance(node, ast.ClassDef):
-                defined[node.name] = f"class {node.name}:"
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                defined[node.name] = node
     except SyntaxError:
         pass
     first_call = None
@@ -379,21 +377,37 @@ def _mbpp_entry_point(code: str, tests: list[str]) -> tuple[str, str | None]:
     return first_call, None
 
 
+def _mbpp_code_prompt(code: str, definition: ast.stmt, text: str) -> str:
+    """The reference's imports, then its entry point's ``def`` line with the task text as docstring: code that
+    a function body continues (as a HumanEval prompt does). Nothing else of the reference is shown."""
+    imports = [n for n in _parse(code).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    stub = ast.Module(body=[*imports, definition.__class__(**{
+        **{f: getattr(definition, f) for f in definition._fields},
+        "body": [ast.Expr(ast.Constant(" ".join(text.split())))], "decorator_list": []})], type_ignores=[])
+    return ast.unparse(ast.fix_missing_locations(stub)) + "\n"
+
+
 def from_mbpp(obj: dict, path=None, line=None, include_challenge: bool = False) -> Task:
-    """MBPP: the prompt is the description plus the reference's signature (the tests are NOT shown,
-    unlike MBPP's few-shot prompt, because here they are the hidden tests). Completions are full programs."""
+    """MBPP: the prompt is Python code, the reference's imports and its entry point's ``def`` line with the task
+    text as docstring, and a completion continues it (a body, as for HumanEval; a full program written from
+    column 0 also works, as it redefines the function). The tests are NOT shown, unlike MBPP's few-shot prompt,
+    because here they are the hidden tests. When the reference defines no function the tests call, the prompt
+    is the text and the function's name, and completions are full programs."""
     text = _require(obj, "text", str, path, line)
     code = _require(obj, "code", str, path, line)
     tests = list(_str_list(obj, "test_list", path, line))
     if include_challenge:
         tests += [t for t in obj.get("challenge_test_list") or [] if isinstance(t, str)]
     try:
-        entry, signature = _mbpp_entry_point(code, tests)
+        entry, definition = _mbpp_entry_point(code, tests)
     except ValueError as e:
         raise InputError(str(e), path=path, line=line, field="test_list") from None
-    prompt = text.strip() + (f"\n\n{signature}\n" if signature else f"\nThe function is called {entry}.\n")
+    if definition is not None:
+        prompt = prefix = _mbpp_code_prompt(code, definition, text)
+    else:
+        prompt, prefix = text.strip() + f"\nThe function is called {entry}.\n", ""
     return Task(task_id=_require(obj, "task_id", str, path, line), prompt=prompt, entry_point=entry, tests=tests,
-                setup=obj.get("test_setup_code") or "", reference=code, source="mbpp")
+                setup=obj.get("test_setup_code") or "", prefix=prefix, reference=code, source="mbpp")
 
 
 _ADAPTERS = {"native": from_native, "humaneval": from_humaneval, "mbpp": from_mbpp}

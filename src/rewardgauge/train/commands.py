@@ -9,6 +9,7 @@ from rewardgauge.config import add_config_args, config_from_args
 from rewardgauge.monitor.commands import MonitoredRLConfig
 from rewardgauge.train.config import DPOConfig
 from rewardgauge.train.reward import RewardTrainConfig
+from rewardgauge.train.rundir import held_outputs
 from rewardgauge.train.sft import SFTConfig
 
 
@@ -29,7 +30,8 @@ def _rm_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(RewardTrainConfig, args)
     if cfg.members > 1:
         return _rm_train_ensemble(cfg)
-    result = train_reward_model(cfg)
+    with held_outputs():
+        result = train_reward_model(cfg)
     if result.model is not None and _is_main():
         print(_summary(result, cfg.out))
     return 0
@@ -38,7 +40,8 @@ def _rm_train(args: argparse.Namespace) -> int:
 def _rm_train_ensemble(cfg: RewardTrainConfig) -> int:
     from rewardgauge.train.ensemble import train_ensemble
 
-    run = train_ensemble(cfg)
+    with held_outputs():
+        run = train_ensemble(cfg)
     if run.spec is not None:
         for m in run.members:
             # Shared heads are one model trained once (one seed, one loss): a member has only its data.
@@ -54,7 +57,8 @@ def _sft(args: argparse.Namespace) -> int:
     from rewardgauge.train.sft import run_sft
 
     cfg = config_from_args(SFTConfig, args)
-    result = run_sft(cfg)
+    with held_outputs():
+        result = run_sft(cfg)
     if _is_main():
         print(_summary(result, cfg.out))
     return 0
@@ -64,7 +68,8 @@ def _dpo(args: argparse.Namespace) -> int:
     from rewardgauge.train.dpo import run_dpo
 
     cfg = config_from_args(DPOConfig, args)
-    result = run_dpo(cfg)
+    with held_outputs():
+        result = run_dpo(cfg)
     if _is_main():
         print(_summary(result, cfg.out) + f"; load it as a reward model: rewardgauge rm eval --model {cfg.out} ...")
     return 0
@@ -79,10 +84,11 @@ def _rl(args: argparse.Namespace) -> int:
     if cfg.monitor.enabled:  # the reward is built once, for the run and the monitor
         from accelerate import PartialState
 
-        device = str(PartialState(cpu=cfg.cpu).device)
+        device = str(PartialState(cpu=cfg.cpu or cfg.device == "cpu").device)
         reward = build_reward(cfg, device)
         callbacks.append(build_rl_monitor(cfg, reward, device))
-    result = run_rl(cfg, callbacks, reward=reward)
+    with held_outputs():
+        result = run_rl(cfg, callbacks, reward=reward)
     if _is_main():
         last = result.last_metrics
         shown = " ".join(f"{k}={last[k]:.4g}" for k in ("reward_mean", "gold_mean", "kl_k3", "response_length")

@@ -58,6 +58,18 @@ class RunConfig:
             raise ValueError(f"save_every must not be negative, got {self.save_every}")
 
 
+def _device_field():
+    """``--device``, the option rm eval and audit have too (``train.loop.make_accelerator`` reads it)."""
+    return field(default=None, metadata={
+        "resume_may_differ": True,
+        "help": "cpu, cuda or cuda:N, as for rm eval and audit (default: cuda if available); under torchrun each "
+                "process takes its own GPU"})
+
+
+def _cpu_field():
+    return field(default=False, metadata={"resume_may_differ": True, "help": "same as --device cpu"})
+
+
 @dataclass(kw_only=True)
 class LoopConfig(RunConfig):
     """Options every training recipe on ``train.loop.fit`` shares; a recipe's config dataclass extends this one."""
@@ -79,7 +91,8 @@ class LoopConfig(RunConfig):
         "resume_may_differ": True,
         "help": "skip a step whose loss or gradient is not finite (counted as nonfinite_skipped in the metrics) "
                 "instead of stopping the run there"})
-    cpu: bool = field(default=False, metadata={"help": "train on the CPU even when a GPU is present"})
+    device: str | None = _device_field()
+    cpu: bool = _cpu_field()
     mixed_precision: MixedPrecision = field(default="no", metadata={"help": "autocast precision"})
 
     def validate(self) -> None:
@@ -425,7 +438,8 @@ class RLConfig(RunConfig):
     kl: KLSection = field(default_factory=KLSection)
     reward: RewardSection
     value: ValueSection = field(default_factory=ValueSection)
-    cpu: bool = field(default=False, metadata={"help": "train on the CPU even when a GPU is present"})
+    device: str | None = _device_field()
+    cpu: bool = _cpu_field()
     mixed_precision: MixedPrecision = field(default="no", metadata={"help": "autocast precision"})
 
     def validate(self) -> None:

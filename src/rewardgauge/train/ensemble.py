@@ -113,9 +113,12 @@ def _reference_raw(model: torch.nn.Module, tokenizer, folder: Path, prompts: lis
 
 
 def _summary(name: str, seed: int, weights: np.ndarray, result, subset: str, own_metrics: bool = True) -> dict:
-    """One member's line in ensemble.json; shared heads have no loss of their own to report (one joint run)."""
-    last = {k: v for k, v in result.last_metrics.items()
-            if own_metrics and k in ("loss", "accuracy", "eval_accuracy")}
+    """One member's line in ensemble.json. A shared head has no run of its own (one joint run): its loss is its
+    own term of the joint loss (``loss_<name>`` in the metrics)."""
+    if own_metrics:
+        last = {k: v for k, v in result.last_metrics.items() if k in ("loss", "accuracy", "eval_accuracy")}
+    else:
+        last = {"loss": result.last_metrics[f"loss_{name}"]} if f"loss_{name}" in result.last_metrics else {}
     return {"name": name, "seed": seed, "subset": subset, "pairs": int(weights.sum()),
             "distinct_pairs": int((weights > 0).sum()), "steps": result.steps,
             "seconds": round(result.seconds, 2), **last}

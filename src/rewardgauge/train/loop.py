@@ -29,7 +29,7 @@ import torch
 from rewardgauge.errors import InputError
 from rewardgauge.io import normalise_file_modes, write_json_atomic
 from rewardgauge.modeling.loading import quiet_transformers
-from rewardgauge.train.config import LoopConfig
+from rewardgauge.train.config import LoopConfig, RLConfig
 from rewardgauge.train.rundir import Callback, Control, RunDir, StepState, notify
 
 # A loss function takes (model, batch) and returns the loss and a dict of 0-d metric tensors (kept on device).
@@ -46,12 +46,17 @@ class LoopResult:
     stopped: bool = False  # a callback asked for a clean stop before the last step
 
 
-def make_accelerator(cfg: LoopConfig):
+def make_accelerator(cfg: LoopConfig | RLConfig):
     """The Accelerator for ``cfg``. Under ``torchrun`` on a machine without a GPU, DDP runs on CPU (gloo)."""
     from accelerate import Accelerator
 
+    from rewardgauge.modeling.loading import resolve_device
+
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    cpu = cfg.cpu or (distributed and not torch.cuda.is_available())
+    device = resolve_device(cfg.device) if cfg.device else None  # a bad name: one line, before any work
+    cpu = cfg.cpu or (device is not None and device.type == "cpu") or (distributed and not torch.cuda.is_available())
+    if device is not None and device.type == "cuda" and device.index is not None and not distributed:
+        torch.cuda.set_device(device)  # accelerate places a single process on the current CUDA device
     return Accelerator(cpu=cpu, mixed_precision=cfg.mixed_precision)
 
 

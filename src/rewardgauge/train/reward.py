@@ -20,6 +20,7 @@ from rewardgauge import losses
 from rewardgauge.data.io import load_pairs
 from rewardgauge.data.records import PreferencePair
 from rewardgauge.errors import InputError
+from rewardgauge.modeling.export import combined_head, ignore_token_types
 from rewardgauge.modeling.formatting import encode_pairs, ensure_pad_token, pad, prompt_format
 from rewardgauge.modeling.heads import BackboneRewardModel
 from rewardgauge.modeling.loading import (
@@ -34,6 +35,7 @@ from rewardgauge.modeling.reward_forward import (
     group_sequences,
     reward_head,
 )
+from rewardgauge.rewards.card import COMBINED_DIR, write_model_card
 from rewardgauge.rewards.hf import INFO_FILE, HFRewardModel, RewardModelInfo, combined_weights
 from rewardgauge.rewards.pairs import score_pairs
 from rewardgauge.train.config import RewardTrainConfig
@@ -233,6 +235,23 @@ def train_reward_model(cfg: RewardTrainConfig, callbacks: Sequence[Callback] = (
     result = fit(acc, model, examples, lengths, make_collate(pad_id, grouped), loss_fn, cfg, run, callbacks=callbacks,
                  evaluate=evaluate, eval_every=cfg.eval_every, desc="rm train")
     if acc.is_main_process:
+        tokenizer.model_max_length = cfg.max_length  # what it was trained on; consumers truncate there too
+        ignore_token_types(result.model)  # trained on token type 0 only: any token_type_ids give its scores
         save_model(result.model, tokenizer, out, {INFO_FILE: info.to_dict()})
+        if kind == "reward_model" and aspects:
+            save_combined(result.model, tokenizer, info, out / COMBINED_DIR)
+        write_model_card(out)
     acc.wait_for_everyone()
     return result
+
+
+def save_combined(model: torch.nn.Module, tokenizer, info: RewardModelInfo, folder: Path) -> None:
+    """A multi-objective model's one-output variant: its combined weights folded into the head, saved with its
+    own rewardgauge.json and card, so single-reward consumers load it as any reward model."""
+    weights = combined_weights(info.aspects, info.aspect_weights)
+    one = RewardModelInfo(kind="reward_model", loss=info.loss, max_length=info.max_length,
+                          prompt_format=info.prompt_format, base_model=info.base_model,
+                          combined_from={"aspects": list(info.aspects), "weights": dict(zip(info.aspects, weights))})
+    with combined_head(model, weights) as folded:
+        save_model(folded, tokenizer, folder, {INFO_FILE: one.to_dict()})
+    write_model_card(folder)

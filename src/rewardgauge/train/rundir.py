@@ -62,7 +62,15 @@ from typing import Any
 
 from rewardgauge.config import config_to_dict
 from rewardgauge.errors import InputError
-from rewardgauge.io import check_output, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from rewardgauge.io import (
+    check_not_locked,
+    check_output,
+    output_lock,
+    read_jsonl,
+    write_json_atomic,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 from rewardgauge.train.config import RunConfig
 
 CONFIG = "config.yaml"
@@ -363,6 +371,23 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+_holders: list[tuple[contextlib.ExitStack, list[Path]]] = []  # the open held_outputs() contexts, innermost last
+
+
+@contextlib.contextmanager
+def held_outputs() -> Iterator[None]:
+    """Runs begun inside this context lock their folder (``io.output_lock``, on the main process) from
+    ``RunDir.begin`` until the context ends, so the lock covers what a recipe writes after its loop (the final
+    model); a second writer of the same folder stops at once, before it loads anything. A command wraps its
+    whole run in it; a run inside a locked folder (an ensemble's members) takes no lock of its own."""
+    with contextlib.ExitStack() as stack:
+        _holders.append((stack, []))
+        try:
+            yield
+        finally:
+            _holders.pop()
+
+
 class RunDir:
     """One run's folder (see the module docstring). Constructing it only checks; ``begin`` writes."""
 
@@ -393,6 +418,8 @@ class RunDir:
                     raise InputError(f"the output folder must not be the --{name.replace('_', '-')} folder "
                                      f"({given}) or inside it", path=out, field="out")
         check_tracker(self.cfg.report_to)
+        if _holders and self.is_main:
+            check_not_locked(out)
         saved_path = out / CONFIG
         if self.cfg.resume and saved_path.is_file():
             self._check_same_config(saved_path)
@@ -426,6 +453,7 @@ class RunDir:
         self.checkpoints.resume_from = latest
         self.start_step = latest[0] if latest else 0
         if self.is_main:
+            self._lock()
             self.path.mkdir(parents=True, exist_ok=True)
             self.checkpoints.remove_partial()
             if latest is None:
@@ -443,6 +471,16 @@ class RunDir:
             # resumed: a run with nothing left to train still reports the metrics of its last step
             rows = [row for row in read_jsonl(self.path / METRICS) if row.get("step") == self.start_step]
             self.metrics.last = rows[-1] if rows else {}
+
+    def _lock(self) -> None:
+        """Take the output lock for the open ``held_outputs()`` context, unless a folder around this one is held."""
+        if not _holders:
+            return
+        stack, held = _holders[-1]
+        path = self.path.absolute()
+        if not any(_inside(path, folder) for _, folders in _holders for folder in folders):
+            stack.enter_context(output_lock(path))
+            held.append(path)
 
     def log(self, name: str) -> JsonlLog:
         """The per-step JSONL log ``OUT/name`` (e.g. ``alarms.jsonl``); opened after ``begin`` it starts
