@@ -65,3 +65,15 @@ def test_run_without_alarms_says_so(tmp_path):
     section = next(s for s in make_report(tmp_path).sections if s.id == "monitor-rl")
     assert section.blocks[0].text == "No alarm."
     assert all(s.id != "monitor-root" for s in make_report(tmp_path).sections)
+
+
+def test_a_reward_model_run_is_not_taken_for_an_rl_run(tmp_path):
+    """rm train logs a reward_mean too; only a run with response lengths (an RL run) gets the RL section."""
+    _write_jsonl(tmp_path / "rm" / "metrics.jsonl", [{"step": s, "reward_mean": -0.1 * s, "loss": 0.7, "accuracy": 0.6}
+                                                     for s in range(1, 6)])
+    _write_jsonl(tmp_path / "rl" / "metrics.jsonl", [{"step": s, "reward_mean": 0.1 * s, "gold_mean": 0.05 * s,
+                                                      "kl_k3": 0.01 * s, "response_length": 10 + s}
+                                                     for s in range(1, 6)])
+    titles = [s.title for s in make_report(tmp_path).sections]
+    assert "RL: rl, 5 steps" in titles
+    assert not any(t.startswith("RL: rm") for t in titles), titles

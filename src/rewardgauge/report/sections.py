@@ -434,14 +434,15 @@ def _window_sentence(steps: list[float], proxy: list[float], gold: list[float], 
 
 
 def rl_runs(run: Run) -> list[Section]:
-    """Per RL run (metrics.jsonl with reward_mean): the proxy reward (what was optimised) beside the gold
+    """Per RL run (metrics.jsonl with reward_mean and response_length; a reward model's training logs a
+    reward_mean too, but no response length): the proxy reward (what was optimised) beside the gold
     reward of the same samples, over steps and against √KL to the reference (Gao et al. 2022 plot both against
     √KL), response length and the style rates of the samples over steps, and rollouts at the start and end."""
     out = []
     for f in run.folders:
         m = f.metrics
         proxy = _points(m, "reward_mean")
-        if not proxy:
+        if not proxy or not _points(m, "response_length"):
             continue
         gold, kl, length = _points(m, "gold_mean"), _points(m, "kl_k3"), _points(m, "response_length")
         blocks: list[Block] = []
