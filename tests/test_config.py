@@ -59,6 +59,34 @@ def test_nested_sections_from_yaml_and_flags(tmp_path):
     assert _parse(["--policy", "q"]) == _RL(policy="q")
 
 
+@dataclasses.dataclass
+class _Alarm:
+    severity: str = "warning"
+    action: str = "warn"
+
+
+@dataclasses.dataclass
+class _Detector:
+    window: int = 8
+    alarm: _Alarm = dataclasses.field(default_factory=_Alarm)
+
+
+@dataclasses.dataclass
+class _Monitor:
+    # sections whose defaults differ from their class's: setting one field must keep the others
+    kl: _Detector = dataclasses.field(default_factory=lambda: _Detector(window=4, alarm=_Alarm("critical", "stop")))
+    length: _Detector = dataclasses.field(default_factory=_Detector)
+
+
+def test_one_field_of_a_customised_section_keeps_the_sections_other_defaults():
+    cfg = load_config(_Monitor, overrides={"kl.alarm.action": "rollback"})
+    assert cfg.kl == _Detector(window=4, alarm=_Alarm("critical", "rollback"))  # not severity "warning"
+    assert cfg.length == _Detector()
+    cfg = load_config(_Monitor, overrides={"kl.window": 2})
+    assert cfg.kl == _Detector(window=2, alarm=_Alarm("critical", "stop"))
+    assert load_config(_Monitor) == _Monitor()
+
+
 def test_unknown_nested_key_names_the_dotted_field_and_line(tmp_path):
     path = tmp_path / "rl.yaml"
     path.write_text("policy: p\ngeneration:\n  temperature: 0.7\n  temprature: 0.5\n")

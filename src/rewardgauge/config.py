@@ -22,6 +22,7 @@ says ``metadata={"allow_nonfinite": True}``. A file that is not UTF-8 is a one-l
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -225,18 +226,26 @@ def flag_name(dotted: str) -> str:
     return "--" + dotted.replace("_", "-")
 
 
-def _build(cls: type[T], values: dict[str, Any], path: Path | None, prefix: str = "") -> T:
-    """The dataclass from {dotted field: coerced value}; sections not mentioned take their defaults."""
+def _build(cls: type[T], values: dict[str, Any], path: Path | None, prefix: str = "", base: Any = None) -> T:
+    """The dataclass from {dotted field: coerced value}; what is not mentioned comes from ``base`` (the
+    section's own default instance, e.g. from a default_factory that customises it) or else the defaults."""
     kwargs, missing = {}, []
     for name, (f, tp) in _schema(cls).items():
         dotted = prefix + name
         inner, _ = _unwrap_optional(tp)
         if _is_section(inner):
-            if any(k.startswith(dotted + ".") for k in values) or (
-                    f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
-                kwargs[name] = _build(inner, values, path, dotted + ".")
+            mentioned = any(k.startswith(dotted + ".") for k in values)
+            if mentioned or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
+                # a section given one field keeps the other fields of its default instance, not the class's
+                sub_base = getattr(base, name) if base is not None else _default(f)
+                kwargs[name] = _build(inner, values, path, dotted + ".", sub_base if _is_section(type(sub_base))
+                                      else None)
+            elif base is not None:
+                kwargs[name] = copy.deepcopy(getattr(base, name))
         elif dotted in values:
             kwargs[name] = values[dotted]
+        elif base is not None:
+            kwargs[name] = copy.deepcopy(getattr(base, name))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             missing.append(dotted)
     if missing:

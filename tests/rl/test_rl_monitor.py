@@ -97,7 +97,7 @@ def test_rewardgauge_rl_runs_the_monitor_and_stops_on_its_alarm(lab_rl, tmp_path
     err = capsys.readouterr().err
     alarms = _lines(out / "alarms.jsonl")
     assert [(a["step"], a["detector"], a["action"]) for a in alarms if a["detector"] == "kl"] == [(2, "kl", "stop")]
-    assert "[monitor] step 2 WARNING kl: KL" in err and "-> stop" in err
+    assert "[monitor] step 2 CRITICAL kl: KL" in err and "-> stop" in err  # the section keeps its severity
     assert json.loads((out / "rl.json").read_text())["steps"] == 2
     rows = _lines(out / "monitor.jsonl")
     assert [r["step"] for r in rows] == [1, 2]
