@@ -224,6 +224,14 @@ def parse_json(text: str, path: str | os.PathLike, line: int | None = None) -> A
         raise InputError(f"invalid JSON: {str(e).split(';')[0]}", path=path, line=line) from None
 
 
+def read_json_object(path: str | os.PathLike) -> dict:
+    """The JSON object in ``path`` (a model's info file, ensemble.json...); anything else is one InputError."""
+    obj = parse_json(Path(path).read_text(encoding="utf-8"), path)
+    if not isinstance(obj, dict):
+        raise InputError(f"expected a JSON object, got {type(obj).__name__}", path=path)
+    return obj
+
+
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for each non-blank line; a bad line raises InputError naming it."""
     path = Path(path)

@@ -22,7 +22,6 @@ aggregator (with lambda and q), and each member's reward mean/std on a reference
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import warnings
@@ -35,6 +34,7 @@ import torch
 
 from rewardgauge.data.records import Prompt
 from rewardgauge.errors import InputError
+from rewardgauge.io import read_json_object
 from rewardgauge.modeling.formatting import ensure_pad_token
 from rewardgauge.modeling.loading import (
     is_decoder_only,
@@ -90,12 +90,7 @@ class EnsembleSpec:
         path = Path(folder) / ENSEMBLE_FILE
         if not path.is_file():
             raise InputError(f"not an ensemble folder (no {ENSEMBLE_FILE})", path=folder)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise InputError(f"invalid JSON: {e.msg}", path=path, line=e.lineno) from None
-        if not isinstance(raw, dict):
-            raise InputError("expected a JSON object", path=path)
+        raw = read_json_object(path)
 
         def bad(name: str, message: str) -> InputError:
             return InputError(message, path=path, field=name)

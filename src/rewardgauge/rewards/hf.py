@@ -6,7 +6,6 @@ a combined reward with the weights saved at training time.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import torch
 
 from rewardgauge.data.records import Prompt
 from rewardgauge.errors import InputError
+from rewardgauge.io import read_json_object
 from rewardgauge.modeling.formatting import encode_pairs, ensure_pad_token, pad, prompt_format
 from rewardgauge.modeling.loading import (
     is_decoder_only,
@@ -62,12 +62,7 @@ class RewardModelInfo:
 def read_info_file(cls: type[T], path: Path) -> T:
     """A dataclass from the JSON file beside a model's weights; keys it does not know (newer versions) are
     ignored, broken JSON is one InputError naming the file and line."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON: {e.msg}", path=path, line=e.lineno) from None
-    if not isinstance(raw, dict):
-        raise InputError("expected a JSON object", path=path)
+    raw = read_json_object(path)
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in raw.items() if k in known})
 
