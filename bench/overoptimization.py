@@ -236,8 +236,9 @@ def proxy_pairs(cfg: BenchConfig, lab: Path, sft: Path, setting: str, seed: int,
     the first ``pairs`` lab training prompts, labelled by the setting's labeller (``label_policy_pairs``); and
     gold-labelled pairs of its samples on the held-out prompts (the proxies' on-policy accuracy at the start).
     "lab": the lab's own training pairs."""
+    from _lab import policy_pairs  # bench/ is sys.path[0] when a benchmark runs
+
     from rewardgauge.io import read_jsonl, write_jsonl_atomic
-    from rewardgauge.lab.dataset import label_policy_pairs
 
     folder.mkdir(parents=True, exist_ok=True)
     if cfg.proxy_data == "lab":
@@ -248,34 +249,10 @@ def proxy_pairs(cfg: BenchConfig, lab: Path, sft: Path, setting: str, seed: int,
     for name, source, labelling in (("train", lab / "train.jsonl", labels),
                                     ("heldout", lab / "eval_prompts.jsonl", {"labels": "gold"})):
         prompts = [r["prompt"] for r in read_jsonl(source)][: cfg.pairs]
-        first, second = sample_twice(sft, prompts, cfg.max_new_tokens, seed)
-        pairs = label_policy_pairs(prompts, first, second, seed=seed, **labelling)
+        pairs = policy_pairs(sft, prompts, cfg.max_new_tokens, seed, **labelling)
         write_jsonl_atomic(folder / f"{name}.jsonl", [p.to_dict() for p in pairs])
         out[f"{name}_pairs"] = len(pairs)
     return out
-
-
-def sample_twice(model_dir: Path, prompts: Sequence[str], max_new_tokens: int, seed: int,
-                 batch: int = 128) -> tuple[list[str], list[str]]:
-    """Two samples (temperature 1, as in RL) of the policy per prompt."""
-    import torch
-
-    from rewardgauge.modeling.formatting import encode_prompts, ensure_pad_token
-    from rewardgauge.modeling.generation import SamplingParams, TorchBackend, eos_token_ids_of
-    from rewardgauge.modeling.loading import load_causal_lm, load_tokenizer
-
-    tokenizer = load_tokenizer(model_dir)
-    backend = TorchBackend(load_causal_lm(model_dir).eval(), eos_token_ids_of(tokenizer),
-                           ensure_pad_token(tokenizer))
-    texts: list[str] = []
-    with torch.inference_mode():
-        for i in range(0, len(prompts), batch):
-            gen = backend.generate(encode_prompts(tokenizer, prompts[i:i + batch], 64),
-                                   SamplingParams(max_new_tokens), 2, seed=seed * 100_003 + i)
-            texts += tokenizer.batch_decode([ids[mask.bool()] for ids, mask in zip(gen.response_ids,
-                                                                                 gen.response_mask)],
-                                            skip_special_tokens=True)
-    return texts[0::2], texts[1::2]
 
 
 def proxies(cfg: BenchConfig, lab: Path, data: Path, sft: Path, seed: int, folder: Path) -> dict:
