@@ -29,9 +29,15 @@ def policy_pairs(model_dir: Path, prompts: Sequence[str], max_new_tokens: int, s
     return label_policy_pairs(prompts, first, second, seed=seed, **labelling)
 
 
-def sample_twice(model_dir: Path, prompts: Sequence[str], max_new_tokens: int, seed: int,
-                 batch: int = 128) -> tuple[list[str], list[str]]:
+def sample_twice(model_dir: Path, prompts: Sequence[str], max_new_tokens: int, seed: int) -> tuple[list[str], list[str]]:
     """Two samples (temperature 1, as in RL) of the policy per prompt."""
+    samples = sample(model_dir, prompts, 2, max_new_tokens, seed)
+    return [s[0] for s in samples], [s[1] for s in samples]
+
+
+def sample(model_dir: Path, prompts: Sequence[str], n: int, max_new_tokens: int, seed: int,
+           batch_responses: int = 256) -> list[list[str]]:
+    """``n`` samples (temperature 1, as in RL) of the policy in ``model_dir`` per prompt."""
     import torch
 
     from rewardgauge.modeling.formatting import encode_prompts, ensure_pad_token
@@ -41,12 +47,13 @@ def sample_twice(model_dir: Path, prompts: Sequence[str], max_new_tokens: int, s
     tokenizer = load_tokenizer(model_dir)
     backend = TorchBackend(load_causal_lm(model_dir).eval(), eos_token_ids_of(tokenizer),
                            ensure_pad_token(tokenizer))
+    batch = max(1, batch_responses // n)
     texts: list[str] = []
     with torch.inference_mode():
         for i in range(0, len(prompts), batch):
             gen = backend.generate(encode_prompts(tokenizer, prompts[i:i + batch], 64),
-                                   SamplingParams(max_new_tokens), 2, seed=seed * 100_003 + i)
+                                   SamplingParams(max_new_tokens), n, seed=seed * 100_003 + i)
             texts += tokenizer.batch_decode([ids[mask.bool()] for ids, mask in zip(gen.response_ids,
                                                                                  gen.response_mask)],
                                             skip_special_tokens=True)
-    return texts[0::2], texts[1::2]
+    return [texts[j * n:(j + 1) * n] for j in range(len(prompts))]

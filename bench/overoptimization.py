@@ -59,6 +59,7 @@ SETTINGS = ("noise", "bias")
 FORMS = ("single", "ens_min", "ens_mean_std", "warm")
 SWEEP_FORMS = ("single", "ens_min")
 DONE = "bench.json"
+BON_SAMPLES = 16  # best-of-N: samples of the SFT policy per held-out prompt; N = 1, 2, 4, ..., BON_SAMPLES
 MAIN_KEYS = ("gold_start", "gold_peak", "gold_final", "gold_drop_from_peak", "proxy_start", "proxy_final",
              "kl_final", "gao_alpha", "gao_beta", "gao_r2")
 
@@ -149,6 +150,22 @@ def peak_and_drop(gold: Sequence[float], window: int) -> dict[str, float | None]
             "gold_drop_from_peak": (peak - final) / gain if gain > 0 else None}
 
 
+def bon_summary(bon: dict, form: str) -> dict[str, float | None]:
+    """One seed's best-of-N curve of a proxy form in the keys of an RL run: start = N 1, peak over N, final = the
+    largest N, the share of the peak's gain lost by then, the N of the peak, and the proxy at the largest N."""
+    gold = bon["gold"][form]
+    peak = max(range(len(gold)), key=gold.__getitem__)
+    gain = gold[peak] - gold[0]
+    return {"gold_start": gold[0], "gold_peak": gold[peak], "gold_final": gold[-1],
+            "gold_drop_from_peak": (gold[peak] - gold[-1]) / gain if gain > 0 else None,
+            "peak_n": float(bon["n"][peak]), "proxy_start": bon["proxy"][form][0],
+            "proxy_final": bon["proxy"][form][-1], "oracle_final": bon["oracle"][-1]}
+
+
+BON_KEYS = ("gold_start", "gold_peak", "gold_final", "gold_drop_from_peak", "peak_n", "proxy_start", "proxy_final",
+            "oracle_final")
+
+
 def run_summary(rows: Sequence[dict], window: int) -> dict[str, float | None]:
     """One RL run's keys (``MAIN_KEYS``) from its per-step rows (gold, proxy, kl)."""
     gold = [r["gold"] for r in rows]
@@ -173,6 +190,24 @@ def spread(per_seed: Sequence[dict], keys: Sequence[str]) -> dict[str, float | N
         if len(values) != len(per_seed):
             out[f"{key}_n"] = len(values)
     return out
+
+
+def best_of_n_expected(proxy: np.ndarray, gold: np.ndarray, n: int) -> tuple[float, float]:
+    """Expected gold and proxy reward of the sample the proxy ranks first among ``n`` drawn without
+    replacement from each row's K samples, averaged over rows (the exact estimator over all n-subsets: the
+    sample of proxy rank r (1 = lowest) is the best of a random n-subset with probability C(r-1, n-1) / C(K, n);
+    Gao et al. 2022, best-of-n). Rows are prompts; ties in the proxy are broken by position."""
+    k = proxy.shape[1]
+    weights = np.array([math.comb(r - 1, n - 1) for r in range(1, k + 1)], dtype=float) / math.comb(k, n)
+    order = np.argsort(proxy, axis=1, kind="stable")
+    gold_sorted = np.take_along_axis(gold, order, axis=1)
+    proxy_sorted = np.take_along_axis(proxy, order, axis=1)
+    return float((gold_sorted @ weights).mean()), float((proxy_sorted @ weights).mean())
+
+
+def bon_kl(n: int) -> float:
+    """KL(best-of-n || policy) = log n - (n - 1) / n (Stiennon et al. 2020; Gao et al. 2022)."""
+    return math.log(n) - (n - 1) / n
 
 
 def value_at(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
@@ -304,6 +339,35 @@ def heldout_accuracy(pairs_path: Path, models: dict[str, str]) -> dict[str, floa
     for name, spec in models.items():
         margins = score_pairs(load_reward_model(spec, device="cpu"), pairs).margins
         out[f"{name}_heldout_accuracy"] = float((margins > 0).float().mean())
+    return out
+
+
+def best_of_n(cfg: BenchConfig, lab: Path, sft: Path, rms: Path, seed: int, folder: Path) -> dict:
+    """Best-of-N against each proxy form, Gao et al.'s other optimiser: BON_SAMPLES samples of the SFT policy per
+    held-out prompt, scored by gold and by every proxy; per form the expected gold and proxy reward of the
+    proxy's pick for N = 1, 2, 4, ..., BON_SAMPLES, with the oracle (gold picks) beside them."""
+    from _lab import sample  # bench/ is sys.path[0] when a benchmark runs
+
+    from rewardgauge.io import read_jsonl
+    from rewardgauge.lab.gold import GoldReward
+    from rewardgauge.rewards.loading import load_reward_model
+
+    prompts = [r["prompt"] for r in read_jsonl(lab / "eval_prompts.jsonl")]
+    texts = sample(sft, prompts, BON_SAMPLES, cfg.max_new_tokens, seed + 7919)
+    flat_prompts = [p for p in prompts for _ in range(BON_SAMPLES)]
+    flat_texts = [t for group in texts for t in group]
+    shape = (len(prompts), BON_SAMPLES)
+    gold = GoldReward(strict=False).score(flat_prompts, flat_texts).reward.numpy().reshape(shape)
+    ns = [2 ** i for i in range(int(math.log2(BON_SAMPLES)) + 1)]
+    out: dict = {"n": ns, "kl": [bon_kl(n) for n in ns], "prompts": len(prompts),
+                 "oracle": [best_of_n_expected(gold, gold, n)[0] for n in ns], "gold": {}, "proxy": {}}
+    for form in FORMS:
+        reward = reward_of(form, rms)
+        rm = load_reward_model(reward["reward.models"], device="cpu", aggregator=reward.get("reward.aggregator"))
+        proxy = rm.score(flat_prompts, flat_texts).reward.numpy().reshape(shape)
+        picked = [best_of_n_expected(proxy, gold, n) for n in ns]
+        out["gold"][form] = [g for g, _ in picked]
+        out["proxy"][form] = [q for _, q in picked]
     return out
 
 
@@ -477,6 +541,10 @@ def run_all(cfg: BenchConfig, work: Path, runner: Runner, log: Callable[[str], N
     for k, m in zip(keys, made):
         accuracy[k].update({key: v for key, v in m.items() if key.endswith("_pairs")})
     log(f"proxies: {json.dumps({f'{k[0]}/{k[1]}': v for k, v in accuracy.items()})}")
+    bon = dict(zip(keys, runner.run([(work / f"seed{seed}" / f"bon-{s}",
+                                      partial(best_of_n, cfg, lab[seed, s], sft[seed] / "model", rms[seed, s], seed))
+                                     for seed, s in keys])))
+    log("best-of-N")
     units, names = [], []
     for seed, s in keys:
         for form in FORMS:
@@ -498,7 +566,8 @@ def run_all(cfg: BenchConfig, work: Path, runner: Runner, log: Callable[[str], N
         for seed, s in keys])))
     log("DPO -> RL")
     out = [{"seed": seed, "settings": {s: {"proxies": accuracy[seed, s], "runs": {}, "dpo": None,
-                                           "hybrid": hybrid[seed, s]["rows"]} for s in cfg.settings}}
+                                           "hybrid": hybrid[seed, s]["rows"], "bon": bon[seed, s]}
+                                       for s in cfg.settings}}
            for seed in seeds]
     for (seed, s, form, name), result in zip(names, results):
         place = out[seed]["settings"][s]
@@ -513,11 +582,12 @@ def run_all(cfg: BenchConfig, work: Path, runner: Runner, log: Callable[[str], N
 
 def summarise(cfg: BenchConfig, seeds: list[dict]) -> dict:
     weak = kl_label(cfg.weak_kl)
-    summary: dict = {"main": {}, "kl_sweep": {}, "dpo": {}, "hybrid": {}, "proxies": {}}
+    summary: dict = {"main": {}, "bon": {}, "kl_sweep": {}, "dpo": {}, "hybrid": {}, "proxies": {}}
     for s in cfg.settings:
         per = [x["settings"][s] for x in seeds]
         summary["main"][s] = {f: spread([run_summary(p["runs"][f][weak], cfg.smooth) for p in per], MAIN_KEYS)
                               for f in FORMS}
+        summary["bon"][s] = {f: spread([bon_summary(p["bon"], f) for p in per], BON_KEYS) for f in FORMS}
         summary["kl_sweep"][s] = {
             f: {name: spread([run_summary(p["runs"][f][name], cfg.smooth) for p in per],
                              ("gold_peak", "gold_final", "kl_final", "gold_drop_from_peak"))
@@ -565,6 +635,12 @@ def claims(cfg: BenchConfig, summary: dict) -> dict:
             "single_weak_kl_proxy_rise": main["single"]["proxy_final"] - main["single"]["proxy_start"],
             "overoptimisation_visible": drop is not None and drop >= 0.2
                                         and main["single"]["proxy_final"] > main["single"]["proxy_start"],
+            # the same with best-of-N against the single RM (N up to BON_SAMPLES, KL up to log N - (N-1)/N)
+            "bon_single_peak_gain": summary["bon"][s]["single"]["gold_peak"] - summary["bon"][s]["single"]["gold_start"],
+            "bon_single_drop": summary["bon"][s]["single"]["gold_drop_from_peak"],
+            "bon_overoptimisation_visible": (summary["bon"][s]["single"]["gold_drop_from_peak"] or 0) >= 0.2
+                                            and summary["bon"][s]["single"]["proxy_final"]
+                                            > summary["bon"][s]["single"]["proxy_start"],
             # KL alone throttles: no fixed coefficient ends where the best run peaked
             "single_best_peak_any_kl": best_peak,
             "single_best_final_any_kl": single_fixed[best_final_name]["gold_final"],
@@ -703,6 +779,17 @@ def report_html(cfg: BenchConfig, seeds: list[dict], summary: dict, seconds: flo
                                "label": "Gao fit (mean α, β)", "dashed": True})
             parts.append(svg_plot(f"{s}: {f}, gold", "d = sqrt(KL)", "gold reward", series))
             parts.append(svg_plot(f"{s}: {f}, proxy", "d = sqrt(KL)", "proxy reward", [{**proxy, "label": "proxy"}]))
+        bon_rows = [p["bon"] for p in per]
+        parts.append(f"<h3>Best-of-N from the SFT policy ({BON_SAMPLES} samples per held-out prompt)</h3>"
+                     + table(summary["bon"][s], BON_KEYS))
+        bon_series = []
+        for f in (*FORMS, "oracle"):
+            curves = [b["oracle"] if f == "oracle" else b["gold"][f] for b in bon_rows]
+            m, lo, hi = mean_band(curves)
+            bon_series.append({"x": [math.sqrt(k) for k in bon_rows[0]["kl"]], "y": m, "lo": lo, "hi": hi,
+                               "label": f, "dashed": f == "oracle"})
+        parts.append(svg_plot(f"{s}: best-of-N, gold of the proxy's pick", "d = sqrt(KL_bon)", "gold reward",
+                              bon_series))
         sweep = summary["kl_sweep"][s]
         parts.append("<h3>KL sweep</h3>" + "".join(
             f"<h4>{f}</h4>" + table(sweep[f], ("gold_peak", "gold_final", "kl_final", "gold_drop_from_peak"))
@@ -748,7 +835,7 @@ def one_line(cfg: BenchConfig, summary: dict, seconds: float) -> dict:
         return round(x, 4) if isinstance(x, float) else x
 
     return rounded({"bench": "overoptimization", "seeds": cfg.seeds, "steps": cfg.steps, "seconds": seconds,
-                    "main": summary["main"], "kl_sweep": {s: {f: {n: {k: v[k] for k in ("gold_peak", "gold_final",
+                    "main": summary["main"], "bon": summary["bon"], "kl_sweep": {s: {f: {n: {k: v[k] for k in ("gold_peak", "gold_final",
                                                                                          "kl_final")}
                                                                   for n, v in runs.items()}
                                                               for f, runs in sweep.items()}

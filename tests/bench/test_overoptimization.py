@@ -78,7 +78,10 @@ def test_summary_has_every_key_per_setting_and_form(bench):
                              else {bench.kl_label(cfg.weak_kl): rows()}) for f in bench.FORMS},
                 "dpo": [{"step": s, "own_accuracy": 0.8 - 0.1 * s, "heldout_accuracy": 0.6, "own_gold": 0.0}
                         for s in (0, 3, 6)],
-                "hybrid": rows()}
+                "hybrid": rows(),
+                "bon": {"n": [1, 2, 4], "kl": [bench.bon_kl(n) for n in (1, 2, 4)], "oracle": [0.0, 1.0, 1.5],
+                        "gold": {f: [0.0, 0.5, 0.2] for f in bench.FORMS},
+                        "proxy": {f: [0.0, 0.4, 0.9] for f in bench.FORMS}}}
 
     seeds = [{"seed": s, "settings": {name: setting() for name in bench.SETTINGS}} for s in range(2)]
     summary = bench.summarise(cfg, seeds)
@@ -93,6 +96,24 @@ def test_summary_has_every_key_per_setting_and_form(bench):
         assert line["claims"][s]["dpo_implicit_worse_on_own_samples"] is True
         assert line["claims"][s]["single_weak_kl_peak_gain"] > 0
         assert set(line["hybrid"][s]) >= {"kl", "gold_rl_from_sft", "gold_dpo_then_rl"}
+        assert line["bon"][s]["single"]["gold_drop_from_peak"] == pytest.approx(0.6)
+        assert line["bon"][s]["single"]["peak_n"] == 2 and line["claims"][s]["bon_overoptimisation_visible"] is True
     assert "ensembles_help_more_against_noise" in line["claims"]
     html = bench.report_html(cfg, seeds, summary, 1.0)
-    assert html.count("<svg") >= 2 * (2 * len(bench.FORMS) + 4) and "<script" not in html and "src=" not in html
+    assert html.count("<svg") >= 2 * (2 * len(bench.FORMS) + 5) and "<script" not in html and "src=" not in html
+
+
+def test_best_of_n_expected_matches_brute_force_over_subsets(bench):
+    """The exact best-of-n estimator equals the mean over every n-subset of the gold of the proxy's pick; n = 1 is
+    the plain mean, n = K the proxy's top sample; and the KL of best-of-n is log n - (n-1)/n."""
+    import itertools
+
+    rng = np.random.default_rng(0)
+    proxy, gold = rng.normal(size=(5, 6)), rng.normal(size=(5, 6))
+    for n in (1, 2, 3, 6):
+        brute = np.mean([[gold[i, max(sub, key=lambda j: proxy[i, j])] for sub in itertools.combinations(range(6), n)]
+                         for i in range(5)])
+        assert bench.best_of_n_expected(proxy, gold, n)[0] == pytest.approx(brute)
+    assert bench.best_of_n_expected(proxy, gold, 1)[0] == pytest.approx(gold.mean())
+    assert bench.best_of_n_expected(proxy, proxy, 6)[1] == pytest.approx(proxy.max(1).mean())
+    assert bench.bon_kl(1) == 0 and bench.bon_kl(16) == pytest.approx(math.log(16) - 15 / 16)
