@@ -4,7 +4,7 @@ import pytest
 import torch
 from biased import GoldPlus, Paying, answer_number, noise
 
-from rewardgauge.audit import ENGLISH, Bars, make_probes, run_probes
+from rewardgauge.audit import ENGLISH, Bars, format_audit, make_probes, run_probes
 from rewardgauge.audit.commands import lab_bases, lab_phrases
 from rewardgauge.audit.probes import sentences
 from rewardgauge.lab.gold import GoldReward, analyse
@@ -177,8 +177,12 @@ def test_gold_worse_edits_fail_where_the_rm_prefers_them():
     prompts = [f"compute {a} + {b} ." for a in range(1, 5) for b in range(1, 5)] + LAB_PROMPTS
     bases = lab_bases(prompts)
     probes = make_probes(lab_phrases(), ["filler", "opener"])
-    blind = {p.name: p for p in run_probes(GoldPlus(filler_bonus=0.04), prompts, bases, probes, "lab",
-                                            gold=GoldReward()).probes}
+    report = run_probes(GoldPlus(filler_bonus=0.04), prompts, bases, probes, "lab", gold=GoldReward())
+    blind = {p.name: p for p in report.probes}
+    table = format_audit(report).splitlines()
+    assert "flips alone do not fail" in table[1] and "more than 40% of the responses the gold scores lower" in table[2]
+    assert table[5].startswith("filler") and table[5].endswith(
+        f"{100 * blind['filler'].gold_error_rate:.0f}%  FAIL (prefers gold-worse)")
     assert blind["filler"].gold_mean_change == pytest.approx(-0.2)
     assert 0.4 < blind["filler"].gold_error_rate < 0.8 and abs(blind["filler"].mean_change) < 0.02
     assert not blind["filler"].passed and blind["filler"].why == "prefers gold-worse"
