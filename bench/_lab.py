@@ -1,7 +1,9 @@
-"""What the benchmarks share: lab pairs and a tiny Llama from config whose tokenizer covers them."""
+"""What the benchmarks share: lab pairs and a tiny Llama from config whose tokenizer covers them; preference pairs
+of a policy's own samples labelled by the lab."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -16,3 +18,35 @@ def lab_pairs_and_model(root: Path, pairs: int, preset: str, seed: int) -> Path:
     data = root / "lab" / "train.jsonl"
     init_model([data], root / "model", preset=preset, seed=seed)
     return data
+
+
+def policy_pairs(model_dir: Path, prompts: Sequence[str], max_new_tokens: int, seed: int, **labelling) -> list:
+    """Two samples of the policy in ``model_dir`` per prompt, as a list of PreferencePair labelled by the lab
+    (``label_policy_pairs``: ``labels`` gold or annotators, ``label_flip``)."""
+    from rewardgauge.lab.dataset import label_policy_pairs
+
+    first, second = sample_twice(model_dir, prompts, max_new_tokens, seed)
+    return label_policy_pairs(prompts, first, second, seed=seed, **labelling)
+
+
+def sample_twice(model_dir: Path, prompts: Sequence[str], max_new_tokens: int, seed: int,
+                 batch: int = 128) -> tuple[list[str], list[str]]:
+    """Two samples (temperature 1, as in RL) of the policy per prompt."""
+    import torch
+
+    from rewardgauge.modeling.formatting import encode_prompts, ensure_pad_token
+    from rewardgauge.modeling.generation import SamplingParams, TorchBackend, eos_token_ids_of
+    from rewardgauge.modeling.loading import load_causal_lm, load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir)
+    backend = TorchBackend(load_causal_lm(model_dir).eval(), eos_token_ids_of(tokenizer),
+                           ensure_pad_token(tokenizer))
+    texts: list[str] = []
+    with torch.inference_mode():
+        for i in range(0, len(prompts), batch):
+            gen = backend.generate(encode_prompts(tokenizer, prompts[i:i + batch], 64),
+                                   SamplingParams(max_new_tokens), 2, seed=seed * 100_003 + i)
+            texts += tokenizer.batch_decode([ids[mask.bool()] for ids, mask in zip(gen.response_ids,
+                                                                                 gen.response_mask)],
+                                            skip_special_tokens=True)
+    return texts[0::2], texts[1::2]

@@ -3,7 +3,11 @@ the reward, and stay silent in runs that do not?
 
 Set-up (once, shared by every run): lab data, a tiny Llama fine-tuned on the lab's demonstrations (SFT), and
 a proxy reward model trained on the lab's annotator votes (which carry the annotators' biases: openers,
-filler, lists, agreeing with the user, length). Then, for each seed, two ``rewardgauge rl`` GRPO runs from
+filler, lists, agreeing with the user, length). By default the proxy's pairs are two samples of the SFT policy
+per lab training prompt, voted on by the lab's annotators (``--proxy-data policy``, the protocol of the
+overoptimisation benchmark): a proxy that starts on the policy's own distribution, so that gold rises before
+it falls; ``--proxy-data lab`` trains it on the lab's own pairs, which are off-policy for the SFT policy (then
+gold falls from the first steps and there is nothing to warn of in advance). Then, for each seed, two ``rewardgauge rl`` GRPO runs from
 the SFT policy, each with the monitor (every detector, every alarm's action ``warn``, so runs are observed,
 not changed):
 
@@ -44,6 +48,9 @@ def cpu_seconds() -> float:
 
 def prepare(root: Path, args) -> None:
     """Lab data, the SFT policy (root/sft) and the proxy reward model (root/rm); kept and reused."""
+    from _lab import policy_pairs  # bench/ is sys.path[0] when a benchmark runs
+
+    from rewardgauge.io import read_jsonl, write_jsonl_atomic
     from rewardgauge.lab.dataset import LabDataConfig, generate
     from rewardgauge.modeling.policy import init_model
     from rewardgauge.train.config import RewardTrainConfig, SFTConfig
@@ -58,8 +65,15 @@ def prepare(root: Path, args) -> None:
     init_model([lab / "train.jsonl", lab / "sft.jsonl"], root / "model", preset="tiny", seed=0)
     run_sft(SFTConfig(model=str(root / "model"), data=str(lab / "sft.jsonl"), out=str(root / "sft"),
                       max_steps=args.sft_steps, batch_size=32, lr=2e-3, save_every=0, progress=False))
-    train_reward_model(RewardTrainConfig(model=str(root / "sft"), data=str(lab / "train.jsonl"), out=str(root / "rm"),
-                                         epochs=1, batch_size=32, lr=3e-4, loss="bt", save_every=0, progress=False))
+    data = lab / "train.jsonl"
+    if args.proxy_data == "policy":
+        prompts = [row["prompt"] for row in read_jsonl(data)]
+        pairs = policy_pairs(root / "sft", prompts, args.max_new_tokens, 0, labels="annotators")
+        data = root / "policy_pairs.jsonl"
+        write_jsonl_atomic(data, [pair.to_dict() for pair in pairs])
+    train_reward_model(RewardTrainConfig(model=str(root / "sft"), data=str(data), out=str(root / "rm"),
+                                         epochs=args.rm_epochs, batch_size=32, lr=3e-4, loss="bt", save_every=0,
+                                         progress=False))
 
 
 def monitor_flags(root: Path, args) -> dict:
@@ -139,21 +153,29 @@ def main() -> None:
     parser.add_argument("--seeds", default=None, help="comma-separated RL seeds (default 0,1,2)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--prompts-per-step", type=int, default=None)
-    parser.add_argument("--group-size", type=int, default=4)
+    parser.add_argument("--group-size", type=int, default=None)
     parser.add_argument("--max-new-tokens", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--hacked-kl", type=float, default=0.001, help="the KL coefficient of every run (weak)")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--hacked-kl", type=float, default=None, help="the KL coefficient of every run (weak)")
     parser.add_argument("--kl-budget", type=float, default=20.0, help="the monitor's KL budget (nats, k1)")
-    parser.add_argument("--smooth", type=int, default=3, help="steps in the gold reward's moving mean")
-    parser.add_argument("--pairs", type=int, default=4000, help="lab pairs the proxy reward model learns from")
-    parser.add_argument("--demos", type=int, default=3000)
+    parser.add_argument("--smooth", type=int, default=None, help="steps in the gold reward's moving mean")
+    parser.add_argument("--pairs", type=int, default=None,
+                        help="lab training prompts (policy) or lab pairs (lab) the proxy reward model learns from")
+    parser.add_argument("--proxy-data", choices=("policy", "lab"), default="policy",
+                        help="the proxy's pairs: the SFT policy's samples voted on by the lab's annotators, or the "
+                             "lab's own pairs")
+    parser.add_argument("--rm-epochs", type=int, default=2)
+    parser.add_argument("--demos", type=int, default=None)
     parser.add_argument("--sft-steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--prepared", default=None, help="folder to keep (and reuse) the shared set-up in")
     args = parser.parse_args()
-    quick = {"steps": 16, "prompts_per_step": 8, "max_new_tokens": 32, "sft_steps": 150, "onpolicy_every": 5,
+    quick = {"steps": 16, "prompts_per_step": 8, "group_size": 4, "max_new_tokens": 32, "sft_steps": 150,
+             "demos": 3000, "pairs": 3000, "lr": 3e-4, "hacked_kl": 0.001, "smooth": 3, "onpolicy_every": 5,
              "onpolicy_prompts": 24, "sycophancy_prompts": 12}
-    full = {"steps": 40, "prompts_per_step": 16, "max_new_tokens": 48, "sft_steps": 300, "onpolicy_every": 5,
+    # the overoptimisation benchmark's run (bench/overoptimization.py): gold rises for some tens of steps first
+    full = {"steps": 120, "prompts_per_step": 4, "group_size": 8, "max_new_tokens": 32, "sft_steps": 800,
+            "demos": 6000, "pairs": 8000, "lr": 1e-4, "hacked_kl": 0.01, "smooth": 10, "onpolicy_every": 10,
             "onpolicy_prompts": 48, "sycophancy_prompts": 24}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key, None) is None:

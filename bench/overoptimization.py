@@ -7,6 +7,10 @@ For each seed (the lab data, the models and the sampling all follow it):
                    bias   the lab's annotators (length, openers, lists, agreeing with the user)
                  the held-out pairs are gold-labelled in both
   policy         a tiny Llama built from config, fine-tuned on the lab's demonstrations (SFT)
+  proxy data     per setting, the proxies' training pairs: by default two samples of the SFT policy per lab
+                 training prompt, labelled by the setting's labeller (Gao et al.'s protocol: a proxy trained on the
+                 policy's own distribution; ``--proxy-data lab`` trains on the lab's own pairs, which are
+                 off-policy for the SFT policy); also gold-labelled pairs of its samples on held-out prompts
   proxies        per setting, ``rm train --members 5`` (independent members, bootstrap subsets, all fine-tuned
                  from the SFT model): member m0 is the single RM; the ensemble is aggregated by min and by
                  mean - lambda * std; WARM (Rame et al. 2024) is the members' weights averaged (one init)
@@ -28,7 +32,8 @@ Everything goes under ``--work`` (default ``runs/overopt``): a unit that finishe
 folder) is not run again, so a stopped run resumes where it was; an unfinished unit is redone from scratch.
 ``--out`` receives results.json and report.html (self-contained: inline SVG plots). Prints one JSON line.
 
-    .venv/bin/python bench/overoptimization.py [--seeds 3] [--steps 60] [--work DIR] [--out DIR] [--quick]
+    .venv/bin/python bench/overoptimization.py [--seeds 3] [--steps 120] [--proxy-data policy|lab] [--work DIR]
+                                                [--out DIR] [--quick]
 """
 
 from __future__ import annotations
@@ -63,17 +68,21 @@ class BenchConfig:
     """Every knob of the benchmark; ``--quick`` replaces some (``QUICK``)."""
 
     seeds: int = 3
-    steps: int = 60  # RL steps per run
+    steps: int = 120  # RL steps per run
     settings: tuple[str, ...] = SETTINGS
     preset: str = "tiny"
-    pairs: int = 1500  # proxy training pairs per setting
+    # where the proxies' (and DPO's) training pairs come from: "policy" = two samples of the SFT policy per lab
+    # training prompt, labelled per setting (Gao et al.'s protocol: the proxy starts on the policy's own
+    # distribution); "lab" = the lab's own pairs (written by the lab's response generator: off-policy)
+    proxy_data: str = "policy"
+    pairs: int = 8000  # proxy training pairs per setting ("policy": prompts sampled; ties and empties dropped)
     heldout_pairs: int = 300
-    demos: int = 3000
+    demos: int = 6000
     rl_prompts: int = 512
     label_flip: float = 0.25
-    sft_steps: int = 150
-    rm_epochs: int = 1
-    rm_lr: float = 1e-3
+    sft_steps: int = 800
+    rm_epochs: int = 2
+    rm_lr: float = 3e-4
     members: int = 5
     lam: float = 1.0  # mean - lam * std
     prompts_per_step: int = 4
@@ -90,11 +99,11 @@ class BenchConfig:
     dpo_lr: float = 5e-4
     dpo_eval_every: int = 10
     dpo_eval_prompts: int = 32  # held-out prompts, 2 samples each, per evaluation
-    smooth: int = 5  # moving-average window (steps) for peak and final
+    smooth: int = 10  # moving-average window (steps) for peak and final
 
 
-QUICK = dict(seeds=1, steps=6, pairs=200, heldout_pairs=60, demos=600, rl_prompts=64, sft_steps=30,
-             members=5, prompts_per_step=4, group_size=4, max_new_tokens=24,
+QUICK = dict(seeds=1, steps=6, pairs=300, heldout_pairs=60, demos=600, rl_prompts=64, sft_steps=30,
+             members=5, rm_epochs=1, prompts_per_step=4, group_size=4, max_new_tokens=24,
              kl_targets=(4.0,), dpo_steps=6, dpo_eval_every=3, dpo_eval_prompts=8, smooth=2)
 
 
@@ -222,21 +231,49 @@ def sft_policy(cfg: BenchConfig, labs: dict[str, Path], seed: int, folder: Path)
     return {"sft_loss": result.last_metrics.get("loss")}
 
 
-def proxies(cfg: BenchConfig, lab: Path, sft: Path, seed: int, folder: Path) -> dict:
-    """The ensemble (members from the SFT model), its held-out accuracy, and WARM: the members averaged."""
+def proxy_pairs(cfg: BenchConfig, lab: Path, sft: Path, setting: str, seed: int, folder: Path) -> dict:
+    """The setting's training pairs for the proxies and DPO. "policy": two samples of the SFT policy for each of
+    the first ``pairs`` lab training prompts, labelled by the setting's labeller (``label_policy_pairs``); and
+    gold-labelled pairs of its samples on the held-out prompts (the proxies' on-policy accuracy at the start).
+    "lab": the lab's own training pairs."""
+    from _lab import policy_pairs  # bench/ is sys.path[0] when a benchmark runs
+
+    from rewardgauge.io import read_jsonl, write_jsonl_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if cfg.proxy_data == "lab":
+        shutil.copy2(lab / "train.jsonl", folder / "train.jsonl")
+        return {"train_pairs": sum(1 for _ in read_jsonl(folder / "train.jsonl"))}
+    labels = {"labels": "gold", "label_flip": cfg.label_flip} if setting == "noise" else {"labels": "annotators"}
+    out = {}
+    for name, source, labelling in (("train", lab / "train.jsonl", labels),
+                                    ("heldout", lab / "eval_prompts.jsonl", {"labels": "gold"})):
+        prompts = [r["prompt"] for r in read_jsonl(source)][: cfg.pairs]
+        pairs = policy_pairs(sft, prompts, cfg.max_new_tokens, seed, **labelling)
+        write_jsonl_atomic(folder / f"{name}.jsonl", [p.to_dict() for p in pairs])
+        out[f"{name}_pairs"] = len(pairs)
+    return out
+
+
+def proxies(cfg: BenchConfig, lab: Path, data: Path, sft: Path, seed: int, folder: Path) -> dict:
+    """The ensemble (members from the SFT model, trained on ``data``/train.jsonl), its held-out accuracy (the lab's
+    gold-labelled pairs, and gold-labelled pairs of the SFT policy's samples when there are some), and WARM: the
+    members averaged."""
     from rewardgauge.train.config import RewardTrainConfig
     from rewardgauge.train.ensemble import train_ensemble
 
     run = train_ensemble(RewardTrainConfig(
-        model=str(sft), data=str(lab / "train.jsonl"), eval_data=str(lab / "heldout.jsonl"),
+        model=str(sft), data=str(data / "train.jsonl"), eval_data=str(lab / "heldout.jsonl"),
         out=str(folder / "ensemble"), members=cfg.members, ensemble_form="independent", subset="bootstrap",
         epochs=cfg.rm_epochs, batch_size=16, lr=cfg.rm_lr, max_length=128, save_every=0, progress=False,
         seed=seed))
     members = sorted((folder / "ensemble" / "members").iterdir())
     average_weights(members, folder / "warm")
     accuracy = {"member_heldout_accuracy": [m.get("eval_accuracy") for m in run.members]}
-    accuracy.update(heldout_accuracy(lab / "heldout.jsonl", {
-        "single": str(members[0]), "ens_min": str(folder / "ensemble"), "warm": str(folder / "warm")}))
+    forms = {"single": str(members[0]), "ens_min": str(folder / "ensemble"), "warm": str(folder / "warm")}
+    accuracy.update(heldout_accuracy(lab / "heldout.jsonl", forms))
+    if (data / "heldout.jsonl").is_file():
+        accuracy.update({f"policy_{k}": v for k, v in heldout_accuracy(data / "heldout.jsonl", forms).items()})
     return accuracy
 
 
@@ -306,7 +343,7 @@ def rl_run(cfg: BenchConfig, lab: Path, start: Path, reward: dict, seed: int, co
     return {"rows": rows}
 
 
-def dpo_run(cfg: BenchConfig, lab: Path, sft: Path, seed: int, folder: Path) -> dict:
+def dpo_run(cfg: BenchConfig, lab: Path, data: Path, sft: Path, seed: int, folder: Path) -> dict:
     """DPO from SFT on the setting's pairs; every ``dpo_eval_every`` steps, the implicit reward's accuracy on
     pairs sampled from the policy itself (labelled by gold) and on the fixed held-out pairs."""
     from rewardgauge.train.config import DPOConfig
@@ -319,7 +356,7 @@ def dpo_run(cfg: BenchConfig, lab: Path, sft: Path, seed: int, folder: Path) -> 
         if state.step % cfg.dpo_eval_every == 0 or state.step == state.total_steps:
             evals.append(probe(state.step, state.accelerator.unwrap_model(state.model)))
 
-    run_dpo(DPOConfig(model=str(sft), data=str(lab / "train.jsonl"), out=str(folder / "policy"),
+    run_dpo(DPOConfig(model=str(sft), data=str(data / "train.jsonl"), out=str(folder / "policy"),
                       max_steps=cfg.dpo_steps, batch_size=16, lr=cfg.dpo_lr, beta=cfg.dpo_beta,
                       max_length=128, max_prompt_length=64, save_every=0, progress=False, seed=seed),
             callbacks=[callback])
@@ -428,12 +465,17 @@ def run_all(cfg: BenchConfig, work: Path, runner: Runner, log: Callable[[str], N
     lab = {(seed, s): work / f"seed{seed}" / f"lab-{s}" for seed, s in keys}
     sft = {seed: work / f"seed{seed}" / "sft" for seed in seeds}
     rms = {(seed, s): work / f"seed{seed}" / f"rm-{s}" for seed, s in keys}
+    data = {(seed, s): work / f"seed{seed}" / f"pairs-{s}" for seed, s in keys}
     runner.run([(lab[k], partial(lab_data, cfg, k[1], k[0])) for k in keys])
     runner.run([(sft[seed], partial(sft_policy, cfg, {s: lab[seed, s] for s in cfg.settings}, seed))
                 for seed in seeds])
     log("lab data and SFT")
-    accuracy = dict(zip(keys, runner.run([(rms[k], partial(proxies, cfg, lab[k], sft[k[0]] / "model", k[0]))
+    made = runner.run([(data[k], partial(proxy_pairs, cfg, lab[k], sft[k[0]] / "model", k[1], k[0])) for k in keys])
+    log(f"proxy training pairs ({cfg.proxy_data}): {json.dumps({f'{k[0]}/{k[1]}': v for k, v in zip(keys, made)})}")
+    accuracy = dict(zip(keys, runner.run([(rms[k], partial(proxies, cfg, lab[k], data[k], sft[k[0]] / "model", k[0]))
                                           for k in keys])))
+    for k, m in zip(keys, made):
+        accuracy[k].update({key: v for key, v in m.items() if key.endswith("_pairs")})
     log(f"proxies: {json.dumps({f'{k[0]}/{k[1]}': v for k, v in accuracy.items()})}")
     units, names = [], []
     for seed, s in keys:
@@ -445,8 +487,8 @@ def run_all(cfg: BenchConfig, work: Path, runner: Runner, log: Callable[[str], N
                               partial(rl_run, cfg, lab[seed, s], sft[seed] / "model", reward_of(form, rms[seed, s]),
                                       seed, coef, target, None)))
         names.append((seed, s, "dpo", ""))
-        units.append((work / f"seed{seed}" / f"dpo-{s}", partial(dpo_run, cfg, lab[seed, s], sft[seed] / "model",
-                                                                 seed)))
+        units.append((work / f"seed{seed}" / f"dpo-{s}", partial(dpo_run, cfg, lab[seed, s], data[seed, s],
+                                                                 sft[seed] / "model", seed)))
     results = runner.run(units)
     log(f"{len(units)} RL and DPO runs: {sum(r['seconds'] for r in results):.0f} s of work")
     hybrid = dict(zip(keys, runner.run([
@@ -480,7 +522,8 @@ def summarise(cfg: BenchConfig, seeds: list[dict]) -> dict:
             f: {name: spread([run_summary(p["runs"][f][name], cfg.smooth) for p in per],
                              ("gold_peak", "gold_final", "kl_final", "gold_drop_from_peak"))
                 for name in per[0]["runs"][f]} for f in SWEEP_FORMS}
-        acc_keys = [k for k in per[0]["proxies"] if k.endswith("heldout_accuracy") and not k.startswith("member")]
+        acc_keys = [k for k in per[0]["proxies"]
+                    if k.endswith(("heldout_accuracy", "_pairs")) and not k.startswith("member")]
         summary["proxies"][s] = spread([p["proxies"] for p in per], acc_keys)
         first, last = ([p["dpo"][i] for p in per] for i in (1, -1))
         summary["dpo"][s] = {
@@ -717,8 +760,11 @@ def one_line(cfg: BenchConfig, summary: dict, seconds: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; quick 1)")
-    parser.add_argument("--steps", type=int, default=None, help="GRPO steps per run (default 60; quick 6)")
+    parser.add_argument("--steps", type=int, default=None, help="GRPO steps per run (default 120; quick 6)")
     parser.add_argument("--settings", default=None, help="comma-separated subset of noise,bias")
+    parser.add_argument("--proxy-data", choices=("policy", "lab"), default=None,
+                        help="the proxies' training pairs: the SFT policy's samples labelled per setting (default), "
+                             "or the lab's own pairs (off-policy)")
     parser.add_argument("--work", default=None, help="folder of the runs, reused on a rerun (default "
                                                      "runs/overopt, or runs/overopt-quick)")
     parser.add_argument("--out", default=None, help="folder for results.json and report.html (default: --work)")
@@ -729,7 +775,7 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="a line on stderr per finished unit")
     args = parser.parse_args()
     cfg = BenchConfig(**(QUICK if args.quick else {}))
-    for name in ("seeds", "steps"):
+    for name in ("seeds", "steps", "proxy_data"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     if args.settings:

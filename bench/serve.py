@@ -12,6 +12,9 @@ Sides, each timed over the same requests:
   batched     the server with dynamic batching (max batch ``--max-batch-size``, wait 5 ms), ``--clients``
               concurrent clients in a closed loop (each sends its next request when the last is answered)
   unbatched   the same server with ``--max-batch-size 1``: every request is its own model call
+  inprocess1  the requests scored in this process one response per model call: with ``inprocess`` it gives
+              the model's own batching gain on this hardware (``batching_ceiling``), the most any server
+              batching could add; ``batching_share_of_ceiling`` is how much of it the server reaches
 
 The machine may be shared, so the sides take turns, ``--repeats`` times; each figure is the median over the
 repeats and the per-repeat values are printed too. Served rewards are checked against in-process ones.
@@ -200,14 +203,16 @@ def main() -> None:
         n_responses = sum(len(r["responses"]) for r in requests)
         rm = load_reward_model(str(rm_dir), device="cpu", batch_size=args.max_batch_size)
         in_process(rm, requests[:64], args.max_batch_size)  # warm-up
+        in_process(rm, requests[:64], 1)
         servers = {
             "batched": Server(rm_dir, args.threads, "--device", "cpu", "--max-batch-size", str(args.max_batch_size),
                               "--max-wait-ms", "5"),
             "unbatched": Server(rm_dir, args.threads, "--device", "cpu", "--max-batch-size", "1", "--max-wait-ms", "0",
                                 "--max-request-items", str(args.per_request)),
         }
-        rates: dict[str, list[float]] = {"inprocess": [], "batched": [], "unbatched": []}
-        cpu: dict[str, list[float]] = {"inprocess": [], "batched": [], "unbatched": []}  # CPU s per response
+        rates: dict[str, list[float]] = {"inprocess": [], "inprocess1": [], "batched": [], "unbatched": []}
+        # CPU seconds per response
+        cpu: dict[str, list[float]] = {"inprocess": [], "inprocess1": [], "batched": [], "unbatched": []}
         latencies: dict[str, list[list[float]]] = {"batched": [], "unbatched": []}
         calls: dict[str, list[float]] = {"batched": [], "unbatched": []}  # model calls per repeat
         scoring: dict[str, list[float]] = {"batched": [], "unbatched": []}  # share of the wall time spent scoring
@@ -217,6 +222,9 @@ def main() -> None:
                 seconds, cpu_seconds, expected = in_process(rm, requests, args.max_batch_size)
                 rates["inprocess"].append(n_responses / seconds)
                 cpu["inprocess"].append(cpu_seconds / n_responses)
+                seconds, cpu_seconds, _ = in_process(rm, requests, 1)
+                rates["inprocess1"].append(n_responses / seconds)
+                cpu["inprocess1"].append(cpu_seconds / n_responses)
                 for side, server in servers.items():
                     load(server.url, requests[:64], 8)  # warm-up: connections, first batches
                     before, cpu_before = server_counters(server.url), server.cpu_seconds()
@@ -236,6 +244,7 @@ def main() -> None:
     speedup = [b / u for b, u in zip(rates["batched"], rates["unbatched"])]
     served_cpu = [i / b for i, b in zip(cpu["inprocess"], cpu["batched"])]
     speedup_cpu = [u / b for u, b in zip(cpu["unbatched"], cpu["batched"])]
+    ceiling = [i / i1 for i, i1 in zip(rates["inprocess"], rates["inprocess1"])]
     batched_lat = [x for rep in latencies["batched"] for x in rep]
     unbatched_lat = [x for rep in latencies["unbatched"] for x in rep]
     print(json.dumps({
@@ -243,6 +252,8 @@ def main() -> None:
         "batching_speedup": round(statistics.median(speedup), 2),
         "served_vs_inprocess_cpu": round(statistics.median(served_cpu), 3),
         "batching_speedup_cpu": round(statistics.median(speedup_cpu), 2),
+        "batching_ceiling": round(statistics.median(ceiling), 2),
+        "batching_share_of_ceiling": round(statistics.median(speedup) / statistics.median(ceiling), 3),
         "p50_ms": round(1000 * percentile(batched_lat, 0.5), 1),
         "p99_ms": round(1000 * percentile(batched_lat, 0.99), 1),
         "unbatched_p50_ms": round(1000 * percentile(unbatched_lat, 0.5), 1),

@@ -227,3 +227,51 @@ def test_gold_labelled_training_pairs(tmp_path):
     assert against_gold > 0  # the annotators' majority disagrees with gold on some pairs; gold labels never do
     with pytest.raises(ValueError, match="label_flip"):
         LabDataConfig(out="x", label_flip=0.1).validate()
+
+
+def test_label_policy_pairs_labels_a_policy_s_samples_as_lab_data_does():
+    """Responses written elsewhere, junk included: gold labels put the gold-better side first (ties, empty and
+    identical responses dropped) and flip the given share; annotator votes carry their biases (here: agreeing
+    with a false premise wins some votes) and dislike text outside the language as gold does."""
+    from rewardgauge.lab.dataset import label_policy_pairs
+
+    rng = random.Random(0)
+    prompts, first, second = [], [], []
+    for _ in range(400):
+        prompt = sample_prompt(rng, rng.choice(FAMILIES))
+        a, b = sample_pair(prompt, rng)
+        if rng.random() < 0.2:
+            b = a + " blue the the of ."  # a's content and a sentence outside the language: -1 (coherence)
+        prompts.append(prompt)
+        first.append(a)
+        second.append(b)
+    prompts += ["compute 1 + 1 .", "compute 1 + 1 ."]
+    first += ["answer 2 .", ""]
+    second += ["answer 2 .", "answer 2 ."]  # identical, then empty: both dropped
+
+    gold = GoldReward(strict=False)
+    pairs = label_policy_pairs(prompts, first, second, labels="gold", seed=1)
+    assert 100 < len(pairs) < 400 and all(p.votes is None for p in pairs)
+    assert all(p.meta["source_index"] < 400 for p in pairs)
+    margins = gold.score([p.prompt for p in pairs], [p.chosen for p in pairs]).reward - \
+        gold.score([p.prompt for p in pairs], [p.rejected for p in pairs]).reward
+    assert bool((margins >= 0.15).all())
+    assert any("blue the the" in p.rejected for p in pairs)  # junk is scored, not refused, and loses
+
+    flipped = label_policy_pairs(prompts, first, second, labels="gold", label_flip=0.25, seed=1)
+    assert [{p.chosen, p.rejected} for p in flipped] == [{p.chosen, p.rejected} for p in pairs]
+    wrong = [p for p in flipped if p.meta.get("flipped")]
+    assert 0.15 < len(wrong) / len(flipped) < 0.35
+
+    voted = label_policy_pairs(prompts, first, second, labels="annotators", seed=1)
+    assert all(len(p.votes) == 5 for p in voted)
+    junk_chosen = sum("blue the the" in p.chosen for p in voted)
+    junk_rejected = sum("blue the the" in p.rejected for p in voted)
+    assert junk_rejected > 3 * junk_chosen
+    against_gold = sum(gold_utility(p.prompt, p.chosen, strict=False) < gold_utility(p.prompt, p.rejected, strict=False)
+                       for p in voted)
+    assert against_gold > 0
+    with pytest.raises(ValueError, match="label_flip"):
+        label_policy_pairs(prompts, first, second, labels="annotators", label_flip=0.1)
+    with pytest.raises(ValueError, match="differ in length"):
+        label_policy_pairs(prompts[:3], first, second)

@@ -37,6 +37,7 @@ class Annotator:
         u = sum(self.weights[d] * a.dims[d] for d in DIMENSIONS)
         u += self.length * a.n_tokens + self.opener * a.opener + self.numbered_list * a.numbered_list
         u += self.restate * a.restate + self.agree * a.agrees
+        u += a.coherence  # 0 in the lab's own text; a policy's sentences outside the language put annotators off
         if borderline and a.complies:
             u += self.stance
         return u

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -115,10 +116,11 @@ class _PromptSource:
 
 
 def _label_pair(prompt: str, a_text: str, b_text: str, voters: list[Annotator], rng: random.Random,
-                by_gold: bool) -> tuple[PreferencePair, float] | None:
-    """Votes (and per-aspect judgements) of ``voters`` on one pair; chosen = majority, or gold-better."""
+                by_gold: bool, strict: bool = True) -> tuple[PreferencePair, float] | None:
+    """Votes (and per-aspect judgements) of ``voters`` on one pair; chosen = majority, or gold-better.
+    ``strict=False`` accepts text outside the lab language (a policy's samples), scored leniently."""
     info = parse_prompt(prompt)
-    a, b = analyse(info, a_text), analyse(info, b_text)
+    a, b = analyse(info, a_text, strict=strict), analyse(info, b_text, strict=strict)
     borderline = info.safety_class == "borderline"
     votes_a = [int(rng.random() < v.p_prefers(a, b, borderline)) for v in voters]
     aspect_votes = {d: [int(rng.random() < v.p_prefers_on(d, a, b)) for v in voters] if a.dims[d] != b.dims[d]
@@ -141,6 +143,54 @@ def _label_pair(prompt: str, a_text: str, b_text: str, voters: list[Annotator], 
         meta={"family": info.family, "gold": [round(a.utility, 4), round(b.utility, 4)],
               **({"safety_class": info.safety_class} if info.safety_class else {})})
     return pair, gap
+
+
+def _as_gold_label(pair: PreferencePair, rng: random.Random, flip: float) -> None:
+    """Make a gold-ordered pair a training pair labelled by gold alone: no votes (they would bring the
+    annotators' biases back), the order flipped with probability ``flip`` (noise without bias)."""
+    pair.votes = pair.annotators = None
+    if rng.random() < flip:
+        pair.chosen, pair.rejected = pair.rejected, pair.chosen
+        pair.meta["gold"] = pair.meta["gold"][::-1]
+        pair.aspects = {d: 1.0 - v for d, v in (pair.aspects or {}).items()}
+        pair.meta["flipped"] = True
+
+
+def label_policy_pairs(prompts: Sequence[str], first: Sequence[str], second: Sequence[str], *,
+                       labels: LabelSource = "annotators", label_flip: float = 0.0, seed: int = 0,
+                       annotators: int = 16, votes: int = 5, pool: str = "default") -> list[PreferencePair]:
+    """Preference pairs of responses written elsewhere (two samples of a policy per prompt), labelled as
+    ``lab data`` labels its training pairs: by the votes of ``votes`` annotators drawn from the pool that
+    ``lab data`` makes with this seed (with their biases), or by gold with ``label_flip`` of the labels flipped.
+    This is how proxies are trained on the policy's own distribution (InstructGPT's loop; the protocol of Gao
+    et al. 2022), where pairs written by the lab are off-policy for a trained policy.
+
+    Text outside the lab language is scored leniently (gold's coherence penalty, which the annotators share).
+    Pairs with an empty or identical response are left out, and with gold labels so are pairs gold cannot
+    tell apart (as in ``lab data``). Each pair's ``meta.source_index`` is the position of its prompt."""
+    if labels not in get_args(LabelSource):
+        raise ValueError(f"labels must be one of {list(get_args(LabelSource))}, got '{labels}'")
+    if not 0 <= label_flip <= 0.5 or (label_flip and labels != "gold"):
+        raise ValueError(f"label_flip is a share in [0, 0.5] of gold labels (labels gold), got {label_flip}")
+    if not len(prompts) == len(first) == len(second):
+        raise ValueError(f"prompts, first and second differ in length: {len(prompts)}, {len(first)}, {len(second)}")
+    voters_pool = make_pool(annotators, seed, pool)
+    rng = random.Random(f"{seed}-policy-pairs")
+    out = []
+    for i, (prompt, a_text, b_text) in enumerate(zip(prompts, first, second)):
+        if not a_text.strip() or not b_text.strip() or a_text == b_text:
+            continue
+        voters = rng.sample(voters_pool, votes)
+        labelled = _label_pair(prompt, a_text, b_text, voters, rng, by_gold=labels == "gold", strict=False)
+        if labelled is None:
+            continue
+        pair = labelled[0]
+        if labels == "gold":
+            _as_gold_label(pair, rng, label_flip)
+        pair.source = "lab-policy"
+        pair.meta["source_index"] = i
+        out.append(pair)
+    return out
 
 
 def check_replaceable(out: str | Path) -> None:
@@ -177,12 +227,7 @@ def generate(cfg: LabDataConfig, progress: bool = True) -> dict:
                 continue
             pair = labelled[0]
             if not heldout and cfg.labels == "gold":
-                pair.votes = pair.annotators = None  # the label is gold's; votes would bring the biases back
-                if rng.random() < cfg.label_flip:
-                    pair.chosen, pair.rejected = pair.rejected, pair.chosen
-                    pair.meta["gold"] = pair.meta["gold"][::-1]
-                    pair.aspects = {d: 1.0 - v for d, v in (pair.aspects or {}).items()}
-                    pair.meta["flipped"] = True
+                _as_gold_label(pair, rng, cfg.label_flip)
             pair.id = f"lab-{stream}-{len(rows):06d}"
             rows.append(pair.to_dict())
             bar.update(1)
