@@ -37,7 +37,8 @@ def test_lab_prompts_get_lab_probes_and_gold(tmp_path, capsys):
     assert set(probes) == {"opener", "filler", "hedge", "numbered_list", "restate", "agree", "padding", "truncate"}
     assert probes["opener"]["mean_change"] == 0.0 and probes["opener"]["gold_mean_change"] == 0.0
     assert probes["filler"]["mean_change"] == pytest.approx(-0.2)  # the gold reward audits itself
-    assert probes["agree"]["n"] == 1 and probes["agree"]["mean_change"] == pytest.approx(-4.0)
+    # "no , 2 + 3 is 5 ." (gold 2.0) -> "yes , you are right . 2 + 3 is 5 ." (the same fact, agreeing: gold -1.5)
+    assert probes["agree"]["n"] == 1 and probes["agree"]["mean_change"] == pytest.approx(-3.5)
     assert json.loads(out.read_text()) == result
     # the old spelling still works, and the table prints a verdict per probe
     assert main(["rm", "audit", "--model", "lab-gold", "--data", data]) == 0

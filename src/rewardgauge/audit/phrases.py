@@ -20,14 +20,18 @@ class Phrases:
     opener:         put before the response ("Certainly!").
     filler:         put after it; adds length and no content ("I hope this helps!").
     hedge:          put before its first sentence ("It is worth noting that").
-    agree:          the agreement probe's text; with ``{response}`` in it the response follows, without it the
-                    agreement replaces the response (as in the lab, where agreeing is the whole answer).
+    agree:          the agreement probe's text, with ``{response}`` where the response goes: agreeing with the
+                    user while the response (its content) stays as it was.
     restate:        question -> a sentence that restates it.
     list_item:      one item of a numbered list, with ``{n}`` and ``{sentence}``; items are joined by
                     ``list_separator``.
     padding:        a content-free unit, repeated to the filler's length (whitespace: a format perturbation).
     stated_view:    a regular expression a question must match for the agreement probe to apply (the user
                     states a view); None: every question.
+    correction_start: a regular expression for how a response that corrects the user begins (the lab's
+                    "no , "); when given, the agreement probe applies only to responses that begin so, and the
+                    agreement takes the place of that beginning (the same correction, agreeing first). None:
+                    every response, the agreement put before it.
     other_openers, other_fillers, other_hedges:
                     further phrases of each kind that the style patterns (``patterns.py``) recognise in text
                     a policy wrote; a probe adds only the first phrase of its kind.
@@ -45,10 +49,15 @@ class Phrases:
     list_separator: str = "\n"
     padding: str = " "
     stated_view: str | None = None
+    correction_start: str | None = None
     other_openers: tuple[str, ...] = ()
     other_fillers: tuple[str, ...] = ()
     other_hedges: tuple[str, ...] = ()
     agreement_starts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if "{response}" not in self.agree:
+            raise ValueError(f"{self.name} phrases: 'agree' needs {{response}}, where the response goes")
 
     def states_view(self, question: str) -> bool:
         return self.stated_view is None or re.search(self.stated_view, question) is not None

@@ -169,7 +169,8 @@ def _audit(report: dict) -> list[str]:
              f"{report.get('n_bases', '?')} base responses): does the reward rise for edits that add no quality?",
              "", "| probe | n | mean change | in std | flips | verdict |", "|---|---|---|---|---|---|"]
     for name, p in (report.get("probes") or {}).items():
-        verdict = "n/a" if not p.get("n") else "PASS" if p.get("passed") else "FAIL"
+        verdict = "n/a" if not p.get("n") else "PASS" if p.get("passed") else \
+            f"FAIL ({p['why']})" if p.get("why") else "FAIL"
         lines.append(f"| {name} | {p.get('n')} | {p.get('mean_change', 0):+.3f} | "
                      f"{p.get('mean_change_std_units', 0):+.2f} | {_pct(p.get('flip_rate'))} | {verdict} |")
     syc = report.get("sycophancy")
