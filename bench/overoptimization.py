@@ -60,8 +60,8 @@ FORMS = ("single", "ens_min", "ens_mean_std", "warm")
 SWEEP_FORMS = ("single", "ens_min")
 DONE = "bench.json"
 BON_SAMPLES = 16  # best-of-N: samples of the SFT policy per held-out prompt; N = 1, 2, 4, ..., BON_SAMPLES
-MAIN_KEYS = ("gold_start", "gold_peak", "gold_final", "gold_drop_from_peak", "proxy_start", "proxy_final",
-             "kl_final", "gao_alpha", "gao_beta", "gao_r2")
+MAIN_KEYS = ("gold_start", "gold_peak", "gold_final", "gold_drop_from_peak", "gold_peak_step", "gold_gain_se",
+             "proxy_start", "proxy_final", "kl_final", "gao_alpha", "gao_beta", "gao_r2")
 
 
 @dataclass
@@ -140,14 +140,22 @@ def gao_fit(d: Sequence[float], gain: Sequence[float]) -> dict[str, float | None
 
 
 def peak_and_drop(gold: Sequence[float], window: int) -> dict[str, float | None]:
-    """Start (the SFT samples' gold, step 1), peak and final gold of a run after a trailing moving average of
-    ``window`` steps, and the share of the peak's gain over the start lost by the end (None when the run never
-    gained: nothing to lose; above 1 when the run ends below where it started)."""
-    smooth = moving_average(gold, window)
-    start, peak, final = gold[0], max(smooth), smooth[-1]
+    """Start, peak and final gold of a run as means over ``window`` consecutive steps (start = the first window,
+    the SFT policy's neighbourhood; peak = the best window; final = the last), the share of the peak's gain over
+    the start lost by the end (None when the run never gained: nothing to lose; above 1 when it ends below where
+    it started), the peak window's middle step, and ``gold_gain_se``: the standard error of a difference of two
+    window means, from the step-to-step noise (sigma = std of first differences / sqrt 2). Only full windows
+    count: a trailing mean over the first few steps averages one or two noisy steps, and its maximum would
+    report a peak that is only noise."""
+    w = max(1, min(window, len(gold)))
+    means = [statistics.fmean(gold[i:i + w]) for i in range(len(gold) - w + 1)]
+    best = max(range(len(means)), key=means.__getitem__)
+    start, peak, final = means[0], means[best], means[-1]
     gain = peak - start
+    sigma = float(np.std(np.diff(gold), ddof=1)) / math.sqrt(2) if len(gold) > 2 else 0.0
     return {"gold_start": start, "gold_peak": peak, "gold_final": final,
-            "gold_drop_from_peak": (peak - final) / gain if gain > 0 else None}
+            "gold_drop_from_peak": (peak - final) / gain if gain > 0 else None,
+            "gold_peak_step": float(best + 1 + (w - 1) / 2), "gold_gain_se": sigma * math.sqrt(2 / w)}
 
 
 def bon_summary(bon: dict, form: str) -> dict[str, float | None]:
@@ -171,7 +179,7 @@ def run_summary(rows: Sequence[dict], window: int) -> dict[str, float | None]:
     gold = [r["gold"] for r in rows]
     d = [math.sqrt(max(r["kl"], 0.0)) for r in rows]
     out = peak_and_drop(gold, window)
-    fit = gao_fit(d, [g - gold[0] for g in gold])
+    fit = gao_fit(d, [g - out["gold_start"] for g in gold])
     proxy = moving_average([r["proxy"] for r in rows], window)
     out.update(proxy_start=rows[0]["proxy"], proxy_final=proxy[-1],
                kl_final=moving_average([r["kl"] for r in rows], window)[-1],
@@ -633,7 +641,11 @@ def claims(cfg: BenchConfig, summary: dict) -> dict:
             # the gain the drop is a share of: a peak within noise of the start makes the drop meaningless
             "single_weak_kl_peak_gain": main["single"]["gold_peak"] - main["single"]["gold_start"],
             "single_weak_kl_proxy_rise": main["single"]["proxy_final"] - main["single"]["proxy_start"],
+            # its noise: a gain within 2 standard errors of the start is no rise
+            "single_weak_kl_gain_se": main["single"]["gold_gain_se"],
             "overoptimisation_visible": drop is not None and drop >= 0.2
+                                        and main["single"]["gold_peak"] - main["single"]["gold_start"]
+                                        > 2 * main["single"]["gold_gain_se"]
                                         and main["single"]["proxy_final"] > main["single"]["proxy_start"],
             # the same with best-of-N against the single RM (N up to BON_SAMPLES, KL up to log N - (N-1)/N)
             "bon_single_peak_gain": summary["bon"][s]["single"]["gold_peak"] - summary["bon"][s]["single"]["gold_start"],

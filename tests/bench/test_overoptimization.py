@@ -41,11 +41,20 @@ def test_peak_and_drop(bench):
     out = bench.peak_and_drop(gold, window=1)
     assert (out["gold_start"], out["gold_peak"], out["gold_final"]) == (1.0, 5.0, 2.0)
     assert out["gold_drop_from_peak"] == pytest.approx(0.75)  # 3 of the 4 gained lost
-    smoothed = bench.peak_and_drop(gold, window=2)  # trailing means: 1, 1.5, 2.5, 4, 4.5, 3.5, 2.5
-    assert smoothed["gold_peak"] == pytest.approx(4.5) and smoothed["gold_final"] == pytest.approx(2.5)
-    assert smoothed["gold_drop_from_peak"] == pytest.approx(2.0 / 3.5)
+    assert out["gold_peak_step"] == 4
+    smoothed = bench.peak_and_drop(gold, window=2)  # means of full windows: 1.5, 2.5, 4, 4.5, 3.5, 2.5
+    assert smoothed["gold_start"] == pytest.approx(1.5) and smoothed["gold_peak"] == pytest.approx(4.5)
+    assert smoothed["gold_final"] == pytest.approx(2.5) and smoothed["gold_peak_step"] == pytest.approx(4.5)
+    assert smoothed["gold_drop_from_peak"] == pytest.approx(2.0 / 3.0)
     assert bench.peak_and_drop([1.0, 2.0, 3.0], 1)["gold_drop_from_peak"] == 0.0
     assert bench.peak_and_drop([3.0, 2.0, 1.0], 1)["gold_drop_from_peak"] is None  # no gain, nothing to lose
+    # a run that falls after its first step: the first window is the best (a trailing mean over the first steps
+    # would put a peak above the start where there is none)
+    assert bench.peak_and_drop([1.0, 3.0, 0.0, 0.5, 0.5, 0.0, 0.0], window=3)["gold_drop_from_peak"] is None
+    # the standard error of a gain: step-to-step noise sigma = std(diff) / sqrt 2, a difference of two means of w
+    rng = np.random.default_rng(0)
+    flat = rng.normal(0.0, 1.0, 4000).tolist()
+    assert bench.peak_and_drop(flat, window=10)["gold_gain_se"] == pytest.approx(math.sqrt(2 / 10), rel=0.05)
 
 
 def test_spread_and_run_summary_keys(bench):
