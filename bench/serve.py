@@ -12,7 +12,8 @@ Sides, each timed over the same requests:
   batched     the server with dynamic batching (max batch ``--max-batch-size``, wait 5 ms), ``--clients``
               concurrent clients in a closed loop (each sends its next request when the last is answered)
   unbatched   the same server with ``--max-batch-size 1``: every request is its own model call
-  inprocess1  the requests scored in this process one response per model call: with ``inprocess`` it gives
+  inprocess1  the requests scored in this process one request per model call (one response with the default
+              ``--per-request 1``): with ``inprocess`` it gives
               the model's own batching gain on this hardware (``batching_ceiling``), the most any server
               batching could add; ``batching_share_of_ceiling`` is how much of it the server reaches
 
