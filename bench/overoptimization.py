@@ -864,6 +864,8 @@ def main() -> None:
     parser.add_argument("--proxy-data", choices=("policy", "lab"), default=None,
                         help="the proxies' training pairs: the SFT policy's samples labelled per setting (default), "
                              "or the lab's own pairs (off-policy)")
+    parser.add_argument("--sft-steps", type=int, default=None,
+                        help="SFT steps of the policy (default 800; fewer leaves more for RL to gain)")
     parser.add_argument("--work", default=None, help="folder of the runs, reused on a rerun (default "
                                                      "runs/overopt, or runs/overopt-quick)")
     parser.add_argument("--out", default=None, help="folder for results.json and report.html (default: --work)")
@@ -874,7 +876,7 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="a line on stderr per finished unit")
     args = parser.parse_args()
     cfg = BenchConfig(**(QUICK if args.quick else {}))
-    for name in ("seeds", "steps", "proxy_data"):
+    for name in ("seeds", "steps", "proxy_data", "sft_steps"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     if args.settings:
