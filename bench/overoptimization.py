@@ -888,7 +888,11 @@ def main() -> None:
     out = Path(args.out) if args.out else work
     config_file = work / "bench-config.json"
     work.mkdir(parents=True, exist_ok=True)
-    if config_file.is_file() and json.loads(config_file.read_text()) != json.loads(json.dumps(dataclasses.asdict(cfg))):
+    def same_units(a: dict, b: dict) -> bool:  # a unit depends on everything but the number of seeds
+        return {k: v for k, v in a.items() if k != "seeds"} == {k: v for k, v in b.items() if k != "seeds"}
+
+    if config_file.is_file() and not same_units(json.loads(config_file.read_text()),
+                                                json.loads(json.dumps(dataclasses.asdict(cfg)))):
         parser.error(f"{work} holds runs of another configuration ({config_file}): give another --work")
     config_file.write_text(json.dumps(dataclasses.asdict(cfg)))
 
