@@ -25,14 +25,8 @@ def policy_pairs(model_dir: Path, prompts: Sequence[str], max_new_tokens: int, s
     (``label_policy_pairs``: ``labels`` gold or annotators, ``label_flip``)."""
     from rewardgauge.lab.dataset import label_policy_pairs
 
-    first, second = sample_twice(model_dir, prompts, max_new_tokens, seed)
-    return label_policy_pairs(prompts, first, second, seed=seed, **labelling)
-
-
-def sample_twice(model_dir: Path, prompts: Sequence[str], max_new_tokens: int, seed: int) -> tuple[list[str], list[str]]:
-    """Two samples (temperature 1, as in RL) of the policy per prompt."""
     samples = sample(model_dir, prompts, 2, max_new_tokens, seed)
-    return [s[0] for s in samples], [s[1] for s in samples]
+    return label_policy_pairs(prompts, [s[0] for s in samples], [s[1] for s in samples], seed=seed, **labelling)
 
 
 def sample(model_dir: Path, prompts: Sequence[str], n: int, max_new_tokens: int, seed: int,

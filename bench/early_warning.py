@@ -7,9 +7,9 @@ filler, lists, agreeing with the user, length). By default the proxy's pairs are
 per lab training prompt, voted on by the lab's annotators (``--proxy-data policy``, the protocol of the
 overoptimisation benchmark): a proxy that starts on the policy's own distribution, so that gold rises before
 it falls; ``--proxy-data lab`` trains it on the lab's own pairs, which are off-policy for the SFT policy (then
-gold falls from the first steps and there is nothing to warn of in advance). Then, for each seed, two ``rewardgauge rl`` GRPO runs from
-the SFT policy, each with the monitor (every detector, every alarm's action ``warn``, so runs are observed,
-not changed):
+gold falls from the first steps and there is nothing to warn of in advance). Then, for each seed, two
+``rewardgauge rl`` GRPO runs from the SFT policy, each with the monitor (every detector, every alarm's action
+``warn``, so runs are observed, not changed):
 
   hacked    the RL reward is the proxy, with a weak KL coefficient (--hacked-kl): the policy learns what the
             proxy pays for and the gold reward (logged, never optimised) rises, then falls
