@@ -32,7 +32,7 @@ Everything goes under ``--work`` (default ``runs/overopt``): a unit that finishe
 folder) is not run again, so a stopped run resumes where it was; an unfinished unit is redone from scratch.
 ``--out`` receives results.json and report.html (self-contained: inline SVG plots). Prints one JSON line.
 
-    .venv/bin/python bench/overoptimization.py [--seeds 3] [--steps 120] [--proxy-data policy|lab] [--work DIR]
+    .venv/bin/python bench/overoptimization.py [--seeds 3] [--steps 160] [--proxy-data policy|lab] [--work DIR]
                                                 [--out DIR] [--quick]
 """
 
@@ -69,7 +69,7 @@ class BenchConfig:
     """Every knob of the benchmark; ``--quick`` replaces some (``QUICK``)."""
 
     seeds: int = 3
-    steps: int = 120  # RL steps per run
+    steps: int = 160  # RL steps per run: one seed at 300 steps peaked near step 90 against the noise proxy
     settings: tuple[str, ...] = SETTINGS
     preset: str = "tiny"
     # where the proxies' (and DPO's) training pairs come from: "policy" = two samples of the SFT policy per lab
@@ -81,7 +81,9 @@ class BenchConfig:
     demos: int = 6000
     rl_prompts: int = 512
     label_flip: float = 0.25
-    sft_steps: int = 800
+    # a weak SFT policy (gold of its samples about -2.5) leaves RL things a small proxy can see (format, refusals,
+    # filler), so gold can rise before it falls; after 800 SFT steps gold fell from the first RL step (README)
+    sft_steps: int = 150
     rm_epochs: int = 2
     rm_lr: float = 3e-4
     members: int = 5
@@ -590,11 +592,14 @@ def run_all(cfg: BenchConfig, work: Path, runner: Runner, log: Callable[[str], N
 
 def summarise(cfg: BenchConfig, seeds: list[dict]) -> dict:
     weak = kl_label(cfg.weak_kl)
-    summary: dict = {"main": {}, "bon": {}, "kl_sweep": {}, "dpo": {}, "hybrid": {}, "proxies": {}}
+    summary: dict = {"main": {}, "bon": {}, "kl_sweep": {}, "dpo": {}, "hybrid": {}, "proxies": {},
+                     "seeds_visible": {}}
     for s in cfg.settings:
         per = [x["settings"][s] for x in seeds]
         summary["main"][s] = {f: spread([run_summary(p["runs"][f][weak], cfg.smooth) for p in per], MAIN_KEYS)
                               for f in FORMS}
+        summary["seeds_visible"][s] = sum(overoptimised(run_summary(p["runs"]["single"][weak], cfg.smooth))
+                                          for p in per)
         summary["bon"][s] = {f: spread([bon_summary(p["bon"], f) for p in per], BON_KEYS) for f in FORMS}
         summary["kl_sweep"][s] = {
             f: {name: spread([run_summary(p["runs"][f][name], cfg.smooth) for p in per],
@@ -626,6 +631,14 @@ def equal_kl(from_sft: list[dict], from_dpo: list[dict], window: int) -> dict:
             "gold_dpo_start": from_dpo[0]["gold"]}
 
 
+def overoptimised(run: dict) -> bool:
+    """The issue's bar for overoptimisation in one run's keys (or their means over seeds): gold rose beyond twice
+    its standard error, then lost at least 20 % of that gain by the end, while the proxy rose."""
+    drop = run["gold_drop_from_peak"]
+    return (drop is not None and drop >= 0.2 and run["gold_peak"] - run["gold_start"] > 2 * run["gold_gain_se"]
+            and run["proxy_final"] > run["proxy_start"])
+
+
 def claims(cfg: BenchConfig, summary: dict) -> dict:
     """The article's claims, each as the numbers that test it (means over seeds) and whether they agree."""
     out: dict = {}
@@ -643,10 +656,10 @@ def claims(cfg: BenchConfig, summary: dict) -> dict:
             "single_weak_kl_proxy_rise": main["single"]["proxy_final"] - main["single"]["proxy_start"],
             # its noise: a gain within 2 standard errors of the start is no rise
             "single_weak_kl_gain_se": main["single"]["gold_gain_se"],
-            "overoptimisation_visible": drop is not None and drop >= 0.2
-                                        and main["single"]["gold_peak"] - main["single"]["gold_start"]
-                                        > 2 * main["single"]["gold_gain_se"]
-                                        and main["single"]["proxy_final"] > main["single"]["proxy_start"],
+            "overoptimisation_visible": overoptimised(main["single"]),
+            # the same bar seed by seed: a mean can pass it on one seed's collapse while the others still rise
+            "single_weak_kl_seeds_visible": summary["seeds_visible"][s],
+            "seeds": cfg.seeds,
             # the same with best-of-N against the single RM (N up to BON_SAMPLES, KL up to log N - (N-1)/N)
             "bon_single_peak_gain": summary["bon"][s]["single"]["gold_peak"] - summary["bon"][s]["single"]["gold_start"],
             "bon_single_drop": summary["bon"][s]["single"]["gold_drop_from_peak"],
@@ -859,13 +872,13 @@ def one_line(cfg: BenchConfig, summary: dict, seconds: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; quick 1)")
-    parser.add_argument("--steps", type=int, default=None, help="GRPO steps per run (default 120; quick 6)")
+    parser.add_argument("--steps", type=int, default=None, help="GRPO steps per run (default 160; quick 6)")
     parser.add_argument("--settings", default=None, help="comma-separated subset of noise,bias")
     parser.add_argument("--proxy-data", choices=("policy", "lab"), default=None,
                         help="the proxies' training pairs: the SFT policy's samples labelled per setting (default), "
                              "or the lab's own pairs (off-policy)")
     parser.add_argument("--sft-steps", type=int, default=None,
-                        help="SFT steps of the policy (default 800; fewer leaves more for RL to gain)")
+                        help="SFT steps of the policy (default 150; more leaves less for RL to gain)")
     parser.add_argument("--work", default=None, help="folder of the runs, reused on a rerun (default "
                                                      "runs/overopt, or runs/overopt-quick)")
     parser.add_argument("--out", default=None, help="folder for results.json and report.html (default: --work)")

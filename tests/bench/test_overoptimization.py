@@ -69,14 +69,25 @@ def test_spread_and_run_summary_keys(bench):
     assert out["b"] == 2.0 and out["b_std"] == 0.0 and out["b_n"] == 1
 
 
+def test_overoptimised_needs_a_real_rise_a_fifth_of_it_lost_and_a_rising_proxy(bench):
+    run = {"gold_start": 0.0, "gold_peak": 1.0, "gold_final": 0.7, "gold_drop_from_peak": 0.3, "gold_gain_se": 0.1,
+           "proxy_start": 0.0, "proxy_final": 1.0}
+    assert bench.overoptimised(run)
+    assert not bench.overoptimised({**run, "gold_final": 0.9, "gold_drop_from_peak": 0.1})  # a tenth lost
+    assert not bench.overoptimised({**run, "gold_gain_se": 0.6})  # the rise is within twice its standard error
+    assert not bench.overoptimised({**run, "proxy_final": -0.5})  # the proxy fell too
+    assert not bench.overoptimised({**run, "gold_drop_from_peak": None})  # never gained
+
+
 def test_summary_has_every_key_per_setting_and_form(bench):
     """summarise over fake seeds: per setting and form the issue's keys, the sweep, DPO, hybrid and claims."""
-    cfg = bench.BenchConfig(**bench.QUICK)
+    cfg = bench.BenchConfig(**{**bench.QUICK, "seeds": 2})
     rng = np.random.default_rng(1)
 
     def rows():
-        return [{"step": i + 1, "proxy": 0.2 * i, "gold": float(rng.normal(i * (6 - i) / 10, 0.05)),
-                 "kl": 0.3 * i} for i in range(8)]
+        # gold rises for 15 steps and falls far below the start: overoptimised well beyond its noise
+        return [{"step": i + 1, "proxy": 0.2 * i, "gold": float(rng.normal(i * (30 - i) / 100, 0.05)),
+                 "kl": 0.3 * i} for i in range(40)]
 
     names = [bench.kl_label(c) for c in cfg.kl_fixed] + [bench.kl_label(target=t) for t in cfg.kl_targets]
 
@@ -104,6 +115,7 @@ def test_summary_has_every_key_per_setting_and_form(bench):
         assert line["dpo"][s]["last_own_accuracy"] == pytest.approx(0.2)
         assert line["claims"][s]["dpo_implicit_worse_on_own_samples"] is True
         assert line["claims"][s]["single_weak_kl_peak_gain"] > 0
+        assert line["claims"][s]["single_weak_kl_seeds_visible"] == 2 and line["claims"][s]["seeds"] == 2
         assert set(line["hybrid"][s]) >= {"kl", "gold_rl_from_sft", "gold_dpo_then_rl"}
         assert line["bon"][s]["single"]["gold_drop_from_peak"] == pytest.approx(0.6)
         assert line["bon"][s]["single"]["peak_n"] == 2 and line["claims"][s]["bon_overoptimisation_visible"] is True
