@@ -24,7 +24,7 @@ For each seed (the lab data, the models and the sampling all follow it):
                  from SFT, compared on gold reward at equal KL
 
 Per run: d = sqrt(KL(pi || pi_sft)) (k3 estimate, summed over a response's tokens); gold gain R = gold -
-gold of the SFT samples (step 1); Gao's R(d) = d (alpha - beta log d) fitted by least squares; the peak and the
+gold_start (the first window's mean, near the SFT policy); Gao's R(d) = d (alpha - beta log d) fitted by least squares; the peak and the
 final gold after a moving average of ``smooth`` steps; ``gold_drop_from_peak`` the share of the peak gain lost
 by the end. Means and std over seeds in every table and plot.
 
@@ -798,7 +798,7 @@ def report_html(cfg: BenchConfig, seeds: list[dict], summary: dict, seconds: flo
             series = [{**gold, "label": "gold"}]
             if spread_["gao_alpha"] is not None:
                 fit_x = sorted(gold["x"])
-                base = statistics.fmean(r[0]["gold"] for r in rows)
+                base = spread_["gold_start"]  # the fit is of the gain over the first window, as run_summary's
                 series.append({"x": fit_x, "y": [base + x * (spread_["gao_alpha"] - spread_["gao_beta"] * math.log(x))
                                                   if x > 0 else base for x in fit_x],
                                "label": "Gao fit (mean α, β)", "dashed": True})
