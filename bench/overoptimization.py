@@ -24,8 +24,8 @@ For each seed (the lab data, the models and the sampling all follow it):
                  from SFT, compared on gold reward at equal KL
 
 Per run: d = sqrt(KL(pi || pi_sft)) (k3 estimate, summed over a response's tokens); gold gain R = gold -
-gold_start (the first window's mean, near the SFT policy); Gao's R(d) = d (alpha - beta log d) fitted by least squares; the peak and the
-final gold after a moving average of ``smooth`` steps; ``gold_drop_from_peak`` the share of the peak gain lost
+gold_start (the first window's mean, near the SFT policy); Gao's R(d) = d (alpha - beta log d) fitted by least
+squares; the peak and the final gold after a moving average of ``smooth`` steps; ``gold_drop_from_peak`` the share of the peak gain lost
 by the end. Means and std over seeds in every table and plot.
 
 Everything goes under ``--work`` (default ``runs/overopt``): a unit that finished (a ``bench.json`` in its
@@ -596,10 +596,9 @@ def summarise(cfg: BenchConfig, seeds: list[dict]) -> dict:
                      "seeds_visible": {}}
     for s in cfg.settings:
         per = [x["settings"][s] for x in seeds]
-        summary["main"][s] = {f: spread([run_summary(p["runs"][f][weak], cfg.smooth) for p in per], MAIN_KEYS)
-                              for f in FORMS}
-        summary["seeds_visible"][s] = sum(overoptimised(run_summary(p["runs"]["single"][weak], cfg.smooth))
-                                          for p in per)
+        main = {f: [run_summary(p["runs"][f][weak], cfg.smooth) for p in per] for f in FORMS}
+        summary["main"][s] = {f: spread(runs, MAIN_KEYS) for f, runs in main.items()}
+        summary["seeds_visible"][s] = sum(overoptimised(run) for run in main["single"])
         summary["bon"][s] = {f: spread([bon_summary(p["bon"], f) for p in per], BON_KEYS) for f in FORMS}
         summary["kl_sweep"][s] = {
             f: {name: spread([run_summary(p["runs"][f][name], cfg.smooth) for p in per],
