@@ -37,6 +37,7 @@ def sample(model_dir: Path, prompts: Sequence[str], n: int, max_new_tokens: int,
     from rewardgauge.modeling.formatting import encode_prompts, ensure_pad_token
     from rewardgauge.modeling.generation import SamplingParams, TorchBackend, eos_token_ids_of
     from rewardgauge.modeling.loading import load_causal_lm, load_tokenizer
+    from rewardgauge.train.rollout import decode_responses
 
     tokenizer = load_tokenizer(model_dir)
     backend = TorchBackend(load_causal_lm(model_dir).eval(), eos_token_ids_of(tokenizer),
@@ -47,7 +48,5 @@ def sample(model_dir: Path, prompts: Sequence[str], n: int, max_new_tokens: int,
         for i in range(0, len(prompts), batch):
             gen = backend.generate(encode_prompts(tokenizer, prompts[i:i + batch], 64),
                                    SamplingParams(max_new_tokens), n, seed=seed * 100_003 + i)
-            texts += tokenizer.batch_decode([ids[mask.bool()] for ids, mask in zip(gen.response_ids,
-                                                                                 gen.response_mask)],
-                                            skip_special_tokens=True)
+            texts += decode_responses(tokenizer, gen)
     return [texts[j * n:(j + 1) * n] for j in range(len(prompts))]

@@ -467,6 +467,7 @@ class ImplicitRewardProbe:
         from rewardgauge.modeling.generation import SamplingParams, TorchBackend, eos_token_ids_of
         from rewardgauge.rewards.dpo import DPOImplicitReward
         from rewardgauge.rewards.pairs import score_pairs
+        from rewardgauge.train.rollout import decode_responses
 
         model = copy.deepcopy(policy if policy is not None else self.reference)  # the live policy keeps training
         implicit = DPOImplicitReward(model, self.reference, self.tokenizer, self.cfg.dpo_beta, device="cpu")
@@ -474,8 +475,7 @@ class ImplicitRewardProbe:
         backend = TorchBackend(model, eos_token_ids_of(self.tokenizer), pad)
         gen = backend.generate(encode_prompts(self.tokenizer, self.prompts, 64),
                                SamplingParams(self.cfg.max_new_tokens), 2, seed=self.seed * 1000 + step)
-        texts = self.tokenizer.batch_decode(
-            [ids[mask.bool()] for ids, mask in zip(gen.response_ids, gen.response_mask)], skip_special_tokens=True)
+        texts = decode_responses(self.tokenizer, gen)
         prompts = [p for p in self.prompts for _ in range(2)]
         gold = self.gold.score(prompts, texts).reward
         implicit_own = implicit.score(prompts, texts).reward
